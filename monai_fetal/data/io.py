@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import itk
 import numpy as np
 
+from monai_fetal.atomic import atomic_path
 from monai_fetal.errors import InputDataError
 
 __all__ = ["IMAGE_SUFFIXES", "read_image", "read_mask", "write_png", "to_uint8", "strip_suffix"]
@@ -89,13 +88,5 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write a ``uint8`` 2-D array to PNG atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        itk.imwrite(itk.image_from_array(np.ascontiguousarray(array, dtype=np.uint8)), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        itk.imwrite(itk.image_from_array(np.ascontiguousarray(array, dtype=np.uint8)), str(tmp))
