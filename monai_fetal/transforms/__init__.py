@@ -1,1 +1,8 @@
-"""transforms"""
+"""MONAI dictionary transforms that MONAI lacks: greyscale, outline filling, box prompts, the SAM frame."""
+
+from monai_fetal.transforms.box import BoxFromMaskd, ScaleBoxd, box_from_mask
+from monai_fetal.transforms.greyscale import Greyscaled
+from monai_fetal.transforms.outline import OutlineToFilledMaskd
+from monai_fetal.transforms.sam_frame import SamFramed
+
+__all__ = ["BoxFromMaskd", "Greyscaled", "OutlineToFilledMaskd", "SamFramed", "ScaleBoxd", "box_from_mask"]

@@ -1,0 +1,112 @@
+"""MONAI dictionary transforms: greyscale, outline filling, boxes, the invertible SAM frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from monai.transforms import Compose, Invertd, LoadImaged
+
+from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask
+from monai_fetal.transforms import BoxFromMaskd, Greyscaled, OutlineToFilledMaskd, SamFramed, ScaleBoxd, box_from_mask
+
+
+def _head(shape=(120, 200)) -> np.ndarray:
+    return ellipse_to_mask(Ellipse(90, 60, 50, 30, 0.4), shape)
+
+
+def test_greyscale_rgb_uses_luminance_and_keeps_single_channel():
+    rgb = torch.zeros(3, 4, 5)
+    rgb[1] = 100.0
+    grey = Greyscaled("image")({"image": rgb})["image"]
+    assert grey.shape == (1, 4, 5)
+    assert torch.allclose(grey, torch.full((1, 4, 5), 71.54))
+    one = torch.rand(1, 4, 5)
+    assert torch.equal(Greyscaled("image")({"image": one})["image"], one)
+
+
+def test_outline_with_gap_is_filled_like_the_ellipse():
+    filled = _head()
+    outline = (filled.astype(bool) & ~ndimage.binary_erosion(filled, iterations=2)).astype(np.uint8)
+    outline[:, 85:95] = 0  # a gap, as several HC18 outlines have
+    out = OutlineToFilledMaskd("label")({"label": torch.as_tensor(outline[None])})["label"]
+    dice = 2 * (out[0].numpy() * filled).sum() / (out.sum().item() + filled.sum())
+    assert set(np.unique(out.numpy())) == {0.0, 1.0}
+    assert dice > 0.95
+
+
+def test_box_from_mask_is_tight_and_empty_mask_is_refused():
+    mask = np.zeros((10, 20), np.uint8)
+    mask[2:5, 7:12] = 1
+    assert box_from_mask(mask).tolist() == [7.0, 2.0, 11.0, 4.0]
+    with pytest.raises(ValueError, match="empty"):
+        box_from_mask(np.zeros((4, 4)))
+
+
+def test_box_jitter_is_seeded_bounded_and_clipped():
+    label = torch.as_tensor(_head()[None])
+    exact = BoxFromMaskd("label")({"label": label})["box"]
+    jitter = BoxFromMaskd("label", jitter=0.2)
+    boxes = []
+    for _ in range(2):
+        jitter.set_random_state(seed=7)
+        boxes.append(jitter({"label": label})["box"])
+    assert torch.equal(boxes[0], boxes[1])
+    assert not torch.equal(boxes[0], exact)
+    width, height = exact[2] - exact[0], exact[3] - exact[1]
+    assert torch.all((boxes[0] - exact).abs() <= 0.2 * torch.stack([width, height, width, height]) + 1e-4)
+    assert boxes[0].min() >= 0 and boxes[0][2] <= 199 and boxes[0][3] <= 119
+    with pytest.raises(ValueError, match="jitter"):
+        BoxFromMaskd("label", jitter=1.5)
+
+
+def test_empty_mask_after_augmentation_gets_whole_image_box():
+    box = BoxFromMaskd("label")({"label": torch.zeros(1, 30, 40)})["box"]
+    assert box.tolist() == [0.0, 0.0, 39.0, 29.0]
+
+
+@pytest.mark.parametrize("frame_size", [256, 1024])
+def test_sam_frame_shapes_range_and_inverse_to_original_size(frame_size):
+    image = torch.rand(3, 120, 200) * 4000  # RGB, 16-bit range
+    label = torch.as_tensor(_head()[None], dtype=torch.float32)
+    frame = SamFramed("image", frame_size, label_keys="label")
+    out = frame({"image": image, "label": label})
+    assert out["image"].shape == (3, frame_size, frame_size)
+    assert out["label"].shape == (1, frame_size, frame_size)
+    assert float(out["image"].min()) == 0.0 and float(out["image"].max()) <= 1.0
+    content = round(120 * frame_size / 200)
+    assert out["image"][:, content + 1 :, :].abs().max() == 0  # padding is bottom/right
+    out["pred"] = out["label"].clone()
+    back = Invertd("pred", transform=frame, orig_keys="image", nearest_interp=False)(out)["pred"]
+    assert back.shape == (1, 120, 200)
+    restored = (back[0] > 0.5).numpy()
+    dice = 2 * (restored & (label[0].numpy() > 0)).sum() / (restored.sum() + label.sum().item())
+    assert dice > 0.98
+
+
+def test_scale_box_maps_original_coordinates_into_the_frame():
+    data = {"image": torch.zeros(1, 540, 800), "box": [100, 50, 500, 400]}
+    box = ScaleBoxd("box", frame_size=256)(data)["box"]
+    assert torch.allclose(box, torch.tensor([32.0, 16.0, 160.0, 128.0]))
+    with pytest.raises(ValueError, match="4 numbers"):
+        ScaleBoxd("box")({"image": torch.zeros(1, 8, 8), "box": [1, 2, 3]})
+
+
+def test_real_hc18_pipeline_frames_image_and_box(hc18_subset):
+    pipeline = Compose(
+        [
+            LoadImaged(["image", "label"], reader="ITKReader", reverse_indexing=True, ensure_channel_first=True),
+            OutlineToFilledMaskd("label"),
+            SamFramed("image", 256, label_keys="label"),
+            BoxFromMaskd("label"),
+        ]
+    )
+    data = pipeline(
+        {"image": str(hc18_subset / "images" / "000_HC.png"), "label": str(hc18_subset / "annotations" / "000_HC_Annotation.png")}
+    )
+    assert data["image"].shape == (3, 256, 256)
+    x0, y0, x1, y1 = data["box"].tolist()
+    assert 0 <= x0 < x1 <= 255 and 0 <= y0 < y1 <= 172  # 540 x 800 -> 173 x 256 content
+    frame_area = data["label"].sum().item() / (173 * 256)
+    assert 0.05 < frame_area < 0.6
