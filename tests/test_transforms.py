@@ -61,6 +61,13 @@ def test_box_jitter_is_seeded_bounded_and_clipped():
         BoxFromMaskd("label", jitter=1.5)
 
 
+def test_box_margin_widens_each_side():
+    mask = torch.zeros(1, 100, 100)
+    mask[0, 40:60, 20:80] = 1
+    box = BoxFromMaskd("label", margin=0.1)({"label": mask})["box"]
+    assert torch.allclose(box, torch.tensor([20 - 5.9, 40 - 1.9, 79 + 5.9, 59 + 1.9]))
+
+
 def test_empty_mask_after_augmentation_gets_whole_image_box():
     box = BoxFromMaskd("label")({"label": torch.zeros(1, 30, 40)})["box"]
     assert box.tolist() == [0.0, 0.0, 39.0, 29.0]
@@ -68,8 +75,8 @@ def test_empty_mask_after_augmentation_gets_whole_image_box():
 
 @pytest.mark.parametrize("frame_size", [256, 1024])
 def test_sam_frame_shapes_range_and_inverse_to_original_size(frame_size):
-    image = torch.rand(3, 120, 200) * 4000  # RGB, 16-bit range
-    label = torch.as_tensor(_head()[None], dtype=torch.float32)
+    image = torch.rand(3, 200, 120) * 4000  # RGB, 16-bit range, MONAI's [C, W, H]
+    label = torch.as_tensor(_head().T[None], dtype=torch.float32)
     frame = SamFramed("image", frame_size, label_keys="label")
     out = frame({"image": image, "label": label})
     assert out["image"].shape == (3, frame_size, frame_size)
@@ -79,7 +86,7 @@ def test_sam_frame_shapes_range_and_inverse_to_original_size(frame_size):
     assert out["image"][:, content + 1 :, :].abs().max() == 0  # padding is bottom/right
     out["pred"] = out["label"].clone()
     back = Invertd("pred", transform=frame, orig_keys="image", nearest_interp=False)(out)["pred"]
-    assert back.shape == (1, 120, 200)
+    assert back.shape == (1, 200, 120)
     restored = (back[0] > 0.5).numpy()
     dice = 2 * (restored & (label[0].numpy() > 0)).sum() / (restored.sum() + label.sum().item())
     assert dice > 0.98
@@ -96,7 +103,7 @@ def test_scale_box_maps_original_coordinates_into_the_frame():
 def test_real_hc18_pipeline_frames_image_and_box(hc18_subset):
     pipeline = Compose(
         [
-            LoadImaged(["image", "label"], reader="ITKReader", reverse_indexing=True, ensure_channel_first=True),
+            LoadImaged(["image", "label"], reader="ITKReader", ensure_channel_first=True),
             OutlineToFilledMaskd("label"),
             SamFramed("image", 256, label_keys="label"),
             BoxFromMaskd("label"),
@@ -107,6 +114,7 @@ def test_real_hc18_pipeline_frames_image_and_box(hc18_subset):
     )
     assert data["image"].shape == (3, 256, 256)
     x0, y0, x1, y1 = data["box"].tolist()
-    assert 0 <= x0 < x1 <= 255 and 0 <= y0 < y1 <= 172  # 540 x 800 -> 173 x 256 content
+    assert 0 <= x0 < x1 <= 255 and 0 <= y0 < y1 <= 172  # 800 x 540 -> 256 wide, 173 high
+    assert data["image"][:, 174:, :].abs().max() == 0
     frame_area = data["label"].sum().item() / (173 * 256)
     assert 0.05 < frame_area < 0.6

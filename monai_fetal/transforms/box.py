@@ -32,18 +32,24 @@ def box_from_mask(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
 class BoxFromMaskd(RandomizableTransform, MapTransform):
     """Put the box of the mask under ``keys`` into ``box_key`` (``[4]``: x0, y0, x1, y1).
 
-    Use it after the spatial augmentations, so the box follows the mask. With ``jitter > 0`` each
+    Use it after the spatial augmentations, so the box follows the mask. ``margin`` widens each side
+    by that fraction of the box's width or height (a clinician's box leaves room around the skull;
+    LiteMedSAM under-segments with a tight box: 0.938 mean Dice on HC18 tight, 0.951 with 0.05). With ``jitter > 0`` each
     side moves by a uniform random amount of up to ``jitter`` times the box's width or height
     (seeded through MONAI's ``set_random_state``), clipped to the image: training boxes that mimic
     a clinician's imprecise box. An empty mask (head augmented out of view) gets the whole image.
     """
 
-    def __init__(self, keys: KeysCollection, box_key: str = "box", jitter: float = 0.0, allow_missing_keys: bool = False):
-        if jitter < 0 or jitter > 1:
-            raise ValueError(f"jitter must be in [0, 1], got {jitter}")
+    def __init__(
+        self, keys: KeysCollection, box_key: str = "box", margin: float = 0.0, jitter: float = 0.0, allow_missing_keys: bool = False
+    ):
+        for name, value in (("margin", margin), ("jitter", jitter)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob=1.0)
         self.box_key = box_key
+        self.margin = margin
         self.jitter = jitter
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
@@ -55,8 +61,9 @@ class BoxFromMaskd(RandomizableTransform, MapTransform):
                 box = box_from_mask(mask)
             except ValueError:
                 box = torch.tensor([0.0, 0.0, width - 1.0, height - 1.0])
+            size = torch.stack([box[2] - box[0], box[3] - box[1]]).repeat(2)
+            box = box + self.margin * size * torch.tensor([-1.0, -1.0, 1.0, 1.0])
             if self.jitter > 0:
-                size = torch.stack([box[2] - box[0], box[3] - box[1]]).repeat(2)
                 noise = torch.as_tensor(self.R.uniform(-self.jitter, self.jitter, 4), dtype=torch.float32)
                 box = box + noise * size
             upper = torch.tensor([width - 1.0, height - 1.0]).repeat(2)

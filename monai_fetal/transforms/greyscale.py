@@ -6,7 +6,6 @@ from collections.abc import Hashable, Mapping
 
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 __all__ = ["Greyscaled"]
@@ -26,13 +25,14 @@ class Greyscaled(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            image = torch.as_tensor(d[key])
+            image = d[key] if isinstance(d[key], torch.Tensor) else torch.as_tensor(d[key])
             if image.ndim != 3:
                 raise ValueError(f"'{key}' must be channel-first [C, H, W], got shape {tuple(image.shape)}")
             if image.shape[0] in (3, 4):
-                weights = torch.tensor(_LUMINANCE, dtype=torch.float32)
-                grey = torch.tensordot(weights, image[:3].float(), dims=1)[None]
+                weights = torch.tensor(_LUMINANCE, dtype=torch.float32, device=image.device)[:, None, None]
+                d[key] = (image[:3].float() * weights).sum(dim=0, keepdim=True)
+            elif image.shape[0] > 1:
+                d[key] = image.float().mean(dim=0, keepdim=True)
             else:
-                grey = image.float().mean(dim=0, keepdim=True)
-            d[key] = MetaTensor(grey, meta=getattr(d[key], "meta", None)) if isinstance(d[key], MetaTensor) else grey
+                d[key] = image
         return d

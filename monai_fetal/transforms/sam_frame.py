@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from monai.config import KeysCollection
-from monai.transforms import Compose, RepeatChanneld, Resized, ScaleIntensityd, SpatialPadd
+from monai.transforms import Compose, EnsureTyped, RepeatChanneld, Resized, ScaleIntensityd, SpatialPadd, Transposed
 from monai.utils import ensure_tuple
 
 from monai_fetal.transforms.greyscale import Greyscaled
@@ -14,10 +14,12 @@ __all__ = ["SamFramed"]
 class SamFramed(Compose):
     """Frame images (and their masks) for SAM; invertible, so predictions map back to the original size.
 
-    Images ``[C, H, W]`` become ``[3, S, S]`` in [0, 1]; masks under ``label_keys`` become ``[1, S, S]``
-    (nearest neighbour). Content sits at the top-left; padding is added bottom and right.
-    ``monai.transforms.Invertd`` with this transform (or a Compose holding it) maps a prediction
-    ``[1, S, S]`` back to ``[1, H, W]``.
+    Inputs are in MONAI's loading convention for 2-D files, ``[C, W, H]`` (what ``LoadImaged`` gives);
+    they are transposed to the ``[C, H, W]`` (rows, columns) layout that SAM was trained on. Images
+    become ``[3, S, S]`` in [0, 1]; masks under ``label_keys`` become ``[1, S, S]`` (nearest neighbour).
+    Content sits at the top-left; padding is added bottom and right; boxes in the frame are
+    ``x0, y0, x1, y1`` with x along the last axis. ``monai.transforms.Invertd`` with this transform
+    (or a Compose holding it) maps a prediction ``[1, S, S]`` back to ``[1, W, H]``.
 
     Args:
         keys: image keys.
@@ -33,6 +35,8 @@ class SamFramed(Compose):
         self.frame_size = frame_size
         square = (frame_size, frame_size)
         transforms = [
+            EnsureTyped(images, track_meta=True, allow_missing_keys=allow_missing_keys),
+            Transposed(images, (0, 2, 1), allow_missing_keys),
             Greyscaled(images, allow_missing_keys),
             ScaleIntensityd(images, minv=0.0, maxv=1.0, allow_missing_keys=allow_missing_keys),
             Resized(images, frame_size, "longest", "bilinear", anti_aliasing=True, allow_missing_keys=allow_missing_keys),
@@ -41,6 +45,8 @@ class SamFramed(Compose):
         ]
         if labels:
             transforms += [
+                EnsureTyped(labels, track_meta=True, allow_missing_keys=True),
+                Transposed(labels, (0, 2, 1), allow_missing_keys=True),
                 Resized(labels, frame_size, "longest", "nearest", allow_missing_keys=True),
                 SpatialPadd(labels, square, method="end", allow_missing_keys=True),
             ]

@@ -1,0 +1,112 @@
+"""``monai-fetal``: sub-commands for people who do not write bundle configs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from monai_fetal.errors import MonaiFetalError
+
+__all__ = ["build_parser", "main"]
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from monai_fetal.data.prepare import prepare_cohort
+    from monai_fetal.data.splits import write_split
+
+    datalist = prepare_cohort(args.src, args.out, cohort=args.cohort, overwrite=args.overwrite, skip_bad=args.skip_bad)
+    print(f"cohort written: {datalist}")
+    if args.shots is not None:
+        print(f"split written: {write_split(args.out, args.shots, args.seed, val=args.val)}")
+
+
+def _split(args: argparse.Namespace) -> None:
+    from monai_fetal.data.splits import write_split
+
+    print(f"split written: {write_split(args.cohort, args.shots, args.seed, val=args.val, test=args.test, out=args.out)}")
+
+
+def _phantom(args: argparse.Namespace) -> None:
+    from monai_fetal.data.phantom import make_phantom_cohort
+
+    datalist = make_phantom_cohort(args.out, args.n, seed=args.seed, size=(args.height, args.width), overwrite=args.overwrite)
+    print(f"phantom cohort written: {datalist}")
+
+
+def _download(args: argparse.Namespace) -> None:
+    from monai_fetal.data.download import download_hc18
+
+    print(f"HC18 training set ready: {download_hc18(args.dir)}")
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="convert an HC18 folder or a cohort folder into a normalised cohort folder")
+    p.add_argument("src", help="HC18 folder (NNN_HC.png + NNN_HC_Annotation.png) or cohort folder (images/ + masks/)")
+    p.add_argument("out", help="cohort folder to write (images/, masks/, spacing.csv, datalist.json)")
+    p.add_argument("--cohort", help="cohort name stored in the datalist (default: the source folder's name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--skip-bad", action="store_true", help="leave out cases that fail validation instead of stopping")
+    p.add_argument("--shots", type=int, help="also write a k-shot split with this many training images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.add_argument("--val", type=int, default=5, help="validation images in the split (default 5)")
+    p.set_defaults(func=_prepare)
+
+
+def _add_split(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("split", help="write a seeded k-shot train/val/test split of a cohort folder, by patient")
+    p.add_argument("cohort", help="cohort folder with datalist.json")
+    p.add_argument("--shots", type=int, required=True, help="training images (one per patient)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--val", type=int, default=5, help="validation images (default 5)")
+    p.add_argument("--test", type=int, help="test images (default: all remaining patients)")
+    p.add_argument("--out", help="split file (default: COHORT/splits/shots{N}_seed{S}.json)")
+    p.set_defaults(func=_split)
+
+
+def _add_phantom(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("phantom", help="write a cohort folder of procedural fetal-head ultrasound phantoms")
+    p.add_argument("out", help="cohort folder to write")
+    p.add_argument("--n", type=int, default=40, help="number of images (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--height", type=int, default=540, help="image rows (default 540, as HC18)")
+    p.add_argument("--width", type=int, default=800, help="image columns (default 800, as HC18)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_phantom)
+
+
+def _add_download(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("download", help="download a public data set with checksum")
+    p.add_argument("dataset", choices=["hc18"], help="data set to download")
+    p.add_argument("dir", help="folder to download and extract into")
+    p.set_defaults(func=_download)
+
+
+_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_prepare, _add_split, _add_phantom, _add_download)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``monai-fetal`` argument parser with all sub-commands."""
+    parser = argparse.ArgumentParser(prog="monai-fetal", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``monai-fetal``; user errors print one paragraph and return 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except MonaiFetalError as err:
+        print(f"monai-fetal {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Ignite handlers for evaluation: head-circumference error and the per-image / summary report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import from_engine
+
+from monai_fetal.atomic import write_json_atomic, write_text_atomic
+from monai_fetal.metrics.biometry import hc_errors
+
+__all__ = ["HeadCircumferenceErrorHandler", "EvaluationReportWriter"]
+
+
+def _batch_values(batch: dict, key: str, count: int) -> list:
+    values = batch.get(key) if isinstance(batch, dict) else None
+    if values is None:
+        return [None] * count
+    if isinstance(values, torch.Tensor):
+        return [float(v) for v in values.flatten()]
+    return list(values)
+
+
+class HeadCircumferenceErrorHandler:
+    """Per-image HC relative error and absolute error in mm, as ``engine.state.metrics`` and ``metric_details``.
+
+    Args:
+        output_transform: gives ``(preds, labels)`` lists of ``[1, H, W]`` masks from ``engine.state.output``.
+        spacing_key: batch key of mm per pixel (absolute error is NaN where it is absent).
+    """
+
+    def __init__(self, output_transform: Callable = from_engine(["pred", "label"]), spacing_key: str = "spacing") -> None:
+        self.output_transform = output_transform
+        self.spacing_key = spacing_key
+        self.relative: list[float] = []
+        self.absolute: list[float] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.update)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.complete)
+
+    def reset(self, engine: Engine) -> None:
+        self.relative, self.absolute = [], []
+
+    def update(self, engine: Engine) -> None:
+        preds, labels = self.output_transform(engine.state.output)
+        spacings = _batch_values(engine.state.batch, self.spacing_key, len(preds))
+        for pred, label, spacing in zip(preds, labels, spacings):
+            relative, absolute = hc_errors(np.asarray(pred.detach().cpu()), np.asarray(label.detach().cpu()), spacing)
+            self.relative.append(relative)
+            self.absolute.append(absolute)
+
+    def complete(self, engine: Engine) -> None:
+        for name, values in (("hc_rel_error", self.relative), ("hc_abs_error_mm", self.absolute)):
+            finite = [v for v in values if math.isfinite(v)]
+            engine.state.metrics[name] = float(np.mean(finite)) if finite else math.nan
+            engine.state.metric_details[name] = torch.tensor(values, dtype=torch.float64)[:, None]
+
+
+class EvaluationReportWriter:
+    """Write ``per_image.csv`` and ``metrics.json`` from the per-image details of the metric handlers.
+
+    Every metric handler attached with ``save_details=True`` (and the HC handler) contributes a column.
+    Summary values are ``<metric>_mean`` and ``<metric>_median`` over finite values, with
+    ``<metric>_failures`` counting images where the metric is not finite (e.g. an empty prediction).
+
+    Args:
+        output_dir: where to write.
+        prompt: the prompt mode recorded in the summary.
+        id_key: batch key of the case id.
+        extra: other values to record in ``metrics.json`` (model name, checkpoint...).
+    """
+
+    def __init__(self, output_dir: str | Path, prompt: str, id_key: str = "id", extra: dict | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.prompt = prompt
+        self.id_key = id_key
+        self.extra = dict(extra or {})
+        self.ids: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect_ids)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    def reset(self, engine: Engine) -> None:
+        self.ids = []
+
+    def collect_ids(self, engine: Engine) -> None:
+        count = len(engine.state.output) if isinstance(engine.state.output, list) else 1
+        ids = _batch_values(engine.state.batch, self.id_key, count)
+        self.ids.extend(str(i) if i is not None else f"case_{len(self.ids) + n}" for n, i in enumerate(ids))
+
+    def write(self, engine: Engine) -> None:
+        details = {
+            name: torch.as_tensor(values).reshape(len(self.ids), -1).double().mean(dim=1).tolist()
+            for name, values in engine.state.metric_details.items()
+        }
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["id", *details])
+        for row, case_id in enumerate(self.ids):
+            writer.writerow([case_id, *(f"{details[name][row]:.6g}" for name in details)])
+        write_text_atomic(self.output_dir / "per_image.csv", buffer.getvalue())
+        summary: dict = {"n": len(self.ids), "prompt": self.prompt, **self.extra}
+        for name, values in details.items():
+            finite = [v for v in values if math.isfinite(v)]
+            summary[f"{name}_mean"] = float(np.mean(finite)) if finite else math.nan
+            summary[f"{name}_median"] = float(np.median(finite)) if finite else math.nan
+            summary[f"{name}_failures"] = len(values) - len(finite)
+        write_json_atomic(self.output_dir / "metrics.json", summary)
