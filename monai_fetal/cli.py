@@ -41,6 +41,111 @@ def _download(args: argparse.Namespace) -> None:
     print(f"HC18 training set ready: {download_hc18(args.dir)}")
 
 
+def _finetune(args: argparse.Namespace) -> None:
+    from monai_fetal.bundles import run_bundle
+
+    overrides = {
+        "dataset_dir": args.data,
+        "output_dir": args.out,
+        "shots": args.shots,
+        "seed": args.seed,
+        "val_images": args.val,
+        "max_epochs": args.epochs,
+        "model_name": args.model,
+        "pretrained_checkpoint": args.sam_checkpoint,
+        "trainable": args.trainable,
+        "augmentation": args.augmentation,
+        "synthetic_dir": args.synthetic or "",
+        "synthetic_ratio": args.synthetic_ratio,
+    }
+    run_bundle("fetal_head_sam", "train.json", overrides)
+    print(f"fine-tuned model: {args.out}/model.pt")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from monai_fetal.bundles import run_bundle
+
+    overrides = {
+        "dataset_dir": args.data,
+        "output_dir": args.out,
+        "checkpoint": args.checkpoint,
+        "model_name": args.model,
+        "prompt": args.prompt,
+        "split_file": args.split,
+        "split_key": args.split_key,
+    }
+    run_bundle("fetal_head_sam", "evaluate.json", overrides)
+    print(f"metrics written: {args.out}/metrics.json and {args.out}/per_image.csv")
+
+
+def _segment(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from monai_fetal.bundles import run_bundle
+
+    overrides = {
+        "images": [str(Path(p).resolve()) for p in args.images],
+        "output_dir": args.out,
+        "model_name": args.model,
+    }
+    if args.checkpoint:
+        overrides["checkpoint"] = args.checkpoint
+    if args.box:
+        overrides["boxes"] = {Path(p).name: args.box for p in args.images}
+    run_bundle("fetal_head_sam", "inference.json", overrides)
+    print(f"masks written to {args.out}")
+
+
+def _box(text: str) -> list[float]:
+    values = [float(v) for v in text.split(",")]
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 (4 numbers), got {text!r}")
+    return values
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="lite_medsam", help="SAM builder: lite_medsam (default), vit_b, vit_l, vit_h")
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune SAM on k real images (and synthetic pairs) of a cohort")
+    p.add_argument("--data", required=True, help="cohort folder or HC18 folder")
+    p.add_argument("--synthetic", help="cohort folder of synthetic pairs to mix in")
+    p.add_argument("--synthetic-ratio", type=float, default=1.0, help="synthetic images per real one (-1: all)")
+    p.add_argument("--shots", type=int, default=5, help="real training images (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and training (default 0)")
+    p.add_argument("--val", type=int, default=5, help="validation images (default 5)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    p.add_argument("--trainable", default="decoder", help="decoder (default), decoder+prompt or full")
+    p.add_argument("--augmentation", default="weak", help="none, weak (default) or strong")
+    p.add_argument("--sam-checkpoint", help="SAM checkpoint to start from (required for vit_b/l/h)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, model.pt, split.json")
+    _add_model_options(p)
+    p.set_defaults(func=_finetune)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="Dice, HD95, ASD and head-circumference error of a SAM model on a cohort")
+    p.add_argument("--data", required=True, help="cohort folder or HC18 folder")
+    p.add_argument("--checkpoint", help="fine-tuned model.pt (default: the pretrained model)")
+    p.add_argument("--prompt", default="gt_box", help="gt_box (default) or auto")
+    p.add_argument("--split", help="split file from finetune or split (default: every image of the cohort)")
+    p.add_argument("--split-key", default="test", help="which part of the split (default test)")
+    p.add_argument("--out", required=True, help="folder for metrics.json and per_image.csv")
+    _add_model_options(p)
+    p.set_defaults(func=_evaluate)
+
+
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment the fetal head in images; writes <name>_mask.png")
+    p.add_argument("images", nargs="+", help="image files (PNG, NIfTI, NRRD...)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--checkpoint", help="fine-tuned model.pt (default: the pretrained model)")
+    p.add_argument("--box", type=_box, help="x0,y0,x1,y1 box in pixels for every image (default: automatic)")
+    _add_model_options(p)
+    p.set_defaults(func=_segment)
+
+
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="convert an HC18 folder or a cohort folder into a normalised cohort folder")
     p.add_argument("src", help="HC18 folder (NNN_HC.png + NNN_HC_Annotation.png) or cohort folder (images/ + masks/)")
@@ -83,7 +188,15 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_download)
 
 
-_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_prepare, _add_split, _add_phantom, _add_download)
+_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_prepare,
+    _add_split,
+    _add_phantom,
+    _add_download,
+    _add_finetune,
+    _add_evaluate,
+    _add_segment,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from monai_fetal.data.io import read_image, read_mask, to_uint8
 from monai_fetal.errors import InputDataError
 from monai_fetal.shape.outline import fill_head_annotation
 
-__all__ = ["prepare_cohort", "prepare_case"]
+__all__ = ["prepare_cohort", "prepare_case", "ensure_cohort"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,3 +100,14 @@ def prepare_cohort(
     out.parent.mkdir(parents=True, exist_ok=True)
     replace_dir(staging, out)
     return datalist
+
+
+def ensure_cohort(src: str | Path, prepared: str | Path) -> str:
+    """``src`` itself when it is a prepared cohort folder, else ``src`` prepared into ``prepared``.
+
+    Lets bundles take either a cohort folder or a raw HC18 folder as ``dataset_dir``.
+    """
+    if (Path(src) / DATALIST_NAME).is_file():
+        return str(src)
+    prepare_cohort(src, prepared, progress=False)
+    return str(prepared)

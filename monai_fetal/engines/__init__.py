@@ -1,1 +1,20 @@
-"""engines"""
+"""What MONAI's engines need for prompted SAM and conditional diffusion."""
+
+from monai_fetal.engines.auto_prompt import AutoBoxPrompt
+from monai_fetal.engines.checkpoints import BestModelSaver, ResumeHandler, latest_checkpoint
+from monai_fetal.engines.evaluation_handlers import EvaluationReportWriter, HeadCircumferenceErrorHandler
+from monai_fetal.engines.sam_batch import SamPrepareBatch
+from monai_fetal.engines.sam_inferer import SamInferer
+from monai_fetal.engines.variants import AugmentationVariantDataset
+
+__all__ = [
+    "AugmentationVariantDataset",
+    "AutoBoxPrompt",
+    "BestModelSaver",
+    "EvaluationReportWriter",
+    "HeadCircumferenceErrorHandler",
+    "ResumeHandler",
+    "SamInferer",
+    "SamPrepareBatch",
+    "latest_checkpoint",
+]

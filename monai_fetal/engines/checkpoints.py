@@ -1,0 +1,87 @@
+"""Resumable training: load the newest epoch checkpoint at start; keep the best network by a metric."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import CheckpointLoader
+
+from monai_fetal.atomic import atomic_path
+
+__all__ = ["latest_checkpoint", "ResumeHandler", "BestModelSaver"]
+
+logger = logging.getLogger(__name__)
+_EPOCH_FILE = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """Newest ``checkpoint_epoch=N.pt`` (as MONAI's ``CheckpointSaver`` names them) in the folder, or ``None``."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.search(p.name))]
+    return max(found)[1] if found else None
+
+
+class ResumeHandler:
+    """At the trainer's start, resume from the newest epoch checkpoint in ``checkpoint_dir`` if there is one.
+
+    Loading is MONAI's ``CheckpointLoader`` (strict, ``weights_only``-safe state dicts); a killed run
+    therefore continues from its last completed epoch and ends at the same ``max_epochs``.
+    """
+
+    def __init__(self, checkpoint_dir: str | Path, load_dict: dict, map_location: str | torch.device | None = None) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.load_dict = load_dict
+        self.map_location = map_location
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        path = latest_checkpoint(self.checkpoint_dir)
+        if path is None:
+            return
+        logger.info("resuming from %s", path)
+        CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location=self.map_location)(engine)
+
+
+class BestModelSaver:
+    """Save the network's state dict to ``path`` whenever the evaluator's ``metric`` improves.
+
+    Its state (best value and epoch) goes into the training checkpoints through
+    ``state_dict``/``load_state_dict``, so a resumed run does not overwrite a better model.
+    """
+
+    def __init__(self, network: torch.nn.Module, path: str | Path, metric: str, higher_is_better: bool = True) -> None:
+        self.network = network
+        self.path = Path(path)
+        self.metric = metric
+        self.sign = 1.0 if higher_is_better else -1.0
+        self.best = -math.inf
+        self.best_epoch = -1
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        value = engine.state.metrics.get(self.metric)
+        if value is None or not math.isfinite(value) or self.sign * value <= self.best:
+            return
+        self.best = self.sign * float(value)
+        self.best_epoch = int(engine.state.epoch)
+        with atomic_path(self.path) as tmp:
+            torch.save(self.network.state_dict(), tmp)
+        logger.info("%s improved to %.4f: saved %s", self.metric, value, self.path)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = float(state["best"])
+        self.best_epoch = int(state["best_epoch"])

@@ -1,0 +1,37 @@
+"""MONAI inferer for prompted SAM: box prompts from the batch, or the automatic prompt."""
+
+from __future__ import annotations
+
+import torch
+from monai.inferers import Inferer
+
+from monai_fetal.config_checks import check_choice
+from monai_fetal.engines.auto_prompt import AutoBoxPrompt
+
+__all__ = ["SamInferer", "PROMPTS"]
+
+PROMPTS = ("gt_box", "auto", "box_or_auto")
+
+
+class SamInferer(Inferer):
+    """Call a :class:`monai_fetal.networks.PromptedSam` with the right prompt.
+
+    Args:
+        prompt: ``gt_box``: the batch's box (the ground-truth box in evaluation; an error if absent);
+            ``auto``: always the automatic prompt; ``box_or_auto``: the batch's box when given, else
+            the automatic prompt (what MONAI Label needs: it sends only the image).
+        auto_prompt: the automatic prompt (default :class:`AutoBoxPrompt`).
+    """
+
+    def __init__(self, prompt: str = "gt_box", auto_prompt: AutoBoxPrompt | None = None) -> None:
+        super().__init__()
+        self.prompt = check_choice("prompt", prompt, PROMPTS)
+        self.auto_prompt = auto_prompt or AutoBoxPrompt()
+
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, boxes: torch.Tensor | None = None, **kwargs):
+        """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]``."""
+        if self.prompt == "gt_box" and boxes is None:
+            raise ValueError("prompt 'gt_box' needs a 'box' in each batch: give masks to compute it from, or use 'auto'")
+        if self.prompt == "auto" or boxes is None:
+            boxes = self.auto_prompt(network, inputs)
+        return network(inputs, boxes=boxes)
