@@ -19,13 +19,22 @@ from monai_fetal.metrics.biometry import hc_errors
 __all__ = ["HeadCircumferenceErrorHandler", "EvaluationReportWriter"]
 
 
-def _batch_values(batch: dict, key: str, count: int) -> list:
+def _scalar(value: object) -> object:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    return value
+
+
+def _batch_values(batch: dict | list, key: str, count: int) -> list:
+    """``key`` of each item of a batch, collated (dict of lists) or decollated (list of dicts) as MONAI leaves it."""
+    if isinstance(batch, list):
+        return [_scalar(item.get(key)) if isinstance(item, dict) else None for item in batch]
     values = batch.get(key) if isinstance(batch, dict) else None
     if values is None:
         return [None] * count
     if isinstance(values, torch.Tensor):
-        return [float(v) for v in values.flatten()]
-    return list(values)
+        return [_scalar(v) for v in values.flatten()]
+    return [_scalar(v) for v in values]
 
 
 class HeadCircumferenceErrorHandler:
@@ -69,7 +78,7 @@ class EvaluationReportWriter:
     """Write ``per_image.csv`` and ``metrics.json`` from the per-image details of the metric handlers.
 
     Every metric handler attached with ``save_details=True`` (and the HC handler) contributes a column.
-    Summary values are ``<metric>_mean`` and ``<metric>_median`` over finite values, with
+    Summary values are ``<metric>_mean`` and ``<metric>_median`` over finite values (``null`` if none), with
     ``<metric>_failures`` counting images where the metric is not finite (e.g. an empty prediction).
 
     Args:
@@ -113,7 +122,7 @@ class EvaluationReportWriter:
         summary: dict = {"n": len(self.ids), "prompt": self.prompt, **self.extra}
         for name, values in details.items():
             finite = [v for v in values if math.isfinite(v)]
-            summary[f"{name}_mean"] = float(np.mean(finite)) if finite else math.nan
-            summary[f"{name}_median"] = float(np.median(finite)) if finite else math.nan
+            summary[f"{name}_mean"] = float(np.mean(finite)) if finite else None
+            summary[f"{name}_median"] = float(np.median(finite)) if finite else None
             summary[f"{name}_failures"] = len(values) - len(finite)
         write_json_atomic(self.output_dir / "metrics.json", summary)

@@ -49,7 +49,7 @@ class EmbeddingCache:
 
     def key(self, image: torch.Tensor) -> str:
         """Hash of one input ``[3, S, S]`` (its exact float32 bytes)."""
-        data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+        data = image.detach().as_subclass(torch.Tensor).to("cpu", torch.float32).contiguous().numpy().tobytes()
         return hashlib.blake2b(data, digest_size=16).hexdigest()
 
     def _remember(self, key: str, value: torch.Tensor) -> None:
@@ -72,7 +72,7 @@ class EmbeddingCache:
 
     def put(self, key: str, embedding: torch.Tensor) -> torch.Tensor:
         """Store one embedding ``[C, h, w]``; return it as stored."""
-        value = embedding.detach().to("cpu", self.dtype).contiguous()
+        value = embedding.detach().as_subclass(torch.Tensor).to("cpu", self.dtype).contiguous()
         self._remember(key, value)
         if self.root is not None:
             with atomic_path(self.root / f"{key}.pt") as tmp:
