@@ -4,7 +4,8 @@ from monai_fetal.engines.auto_prompt import AutoBoxPrompt
 from monai_fetal.engines.checkpoints import BestModelSaver, ResumeHandler, latest_checkpoint
 from monai_fetal.engines.evaluation_handlers import EvaluationReportWriter, HeadCircumferenceErrorHandler
 from monai_fetal.engines.sam_batch import SamPrepareBatch
-from monai_fetal.engines.sam_inferer import SamInferer
+from monai_fetal.engines.losses import MaskAndLocatorLoss
+from monai_fetal.engines.sam_inferer import SamInferer, SamTrainingInferer
 from monai_fetal.engines.variants import AugmentationVariantDataset
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "EvaluationReportWriter",
     "HeadCircumferenceErrorHandler",
     "ResumeHandler",
+    "MaskAndLocatorLoss",
     "SamInferer",
+    "SamTrainingInferer",
     "SamPrepareBatch",
     "latest_checkpoint",
 ]

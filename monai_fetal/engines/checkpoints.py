@@ -55,11 +55,15 @@ class BestModelSaver:
     """Save the network's state dict to ``path`` whenever the evaluator's ``metric`` improves.
 
     Its state (best value and epoch) goes into the training checkpoints through
-    ``state_dict``/``load_state_dict``, so a resumed run does not overwrite a better model.
+    ``state_dict``/``load_state_dict``, so a resumed run does not overwrite a better model. With
+    ``write=False`` (ranks other than 0 in a distributed run) it tracks the best value but writes nothing.
     """
 
-    def __init__(self, network: torch.nn.Module, path: str | Path, metric: str, higher_is_better: bool = True) -> None:
+    def __init__(
+        self, network: torch.nn.Module, path: str | Path, metric: str, higher_is_better: bool = True, write: bool = True
+    ) -> None:
         self.network = network
+        self.write = write
         self.path = Path(path)
         self.metric = metric
         self.sign = 1.0 if higher_is_better else -1.0
@@ -75,6 +79,8 @@ class BestModelSaver:
             return
         self.best = self.sign * float(value)
         self.best_epoch = int(engine.state.epoch)
+        if not self.write:
+            return
         with atomic_path(self.path) as tmp:
             torch.save(self.network.state_dict(), tmp)
         logger.info("%s improved to %.4f: saved %s", self.metric, value, self.path)

@@ -8,7 +8,7 @@ from monai.inferers import Inferer
 from monai_fetal.config_checks import check_choice
 from monai_fetal.engines.auto_prompt import AutoBoxPrompt
 
-__all__ = ["SamInferer", "PROMPTS"]
+__all__ = ["SamInferer", "SamTrainingInferer", "PROMPTS"]
 
 PROMPTS = ("gt_box", "auto", "box_or_auto")
 
@@ -35,3 +35,14 @@ class SamInferer(Inferer):
         if self.prompt == "auto" or boxes is None:
             boxes = self.auto_prompt(network, inputs)
         return network(inputs, boxes=boxes)
+
+
+class SamTrainingInferer(Inferer):
+    """Fine-tuning output ``[B, 2, S, S]``: the box-prompted mask logits and the head locator's logits.
+
+    Both come from one encoding (cached when the encoder is frozen) in the network's ``forward``, so a
+    ``DistributedDataParallel`` wrapper works; see ``MaskAndLocatorLoss``.
+    """
+
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, boxes: torch.Tensor | None = None, **kwargs):
+        return network(inputs, boxes=boxes, with_locator=True)

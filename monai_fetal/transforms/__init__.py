@@ -1,6 +1,6 @@
 """MONAI dictionary transforms that MONAI lacks: greyscale, outline filling, box prompts, the SAM frame."""
 
-from monai_fetal.transforms.box import BoxFromMaskd, RandFieldOfViewBoxd, ScaleBoxd, box_from_mask, field_of_view_box
+from monai_fetal.transforms.box import BoxFromMaskd, ScaleBoxd, box_from_mask, field_of_view_box
 from monai_fetal.transforms.greyscale import Greyscaled
 from monai_fetal.transforms.outline import OutlineToFilledMaskd
 from monai_fetal.transforms.sam_frame import SamFramed
@@ -9,7 +9,6 @@ __all__ = [
     "BoxFromMaskd",
     "Greyscaled",
     "OutlineToFilledMaskd",
-    "RandFieldOfViewBoxd",
     "SamFramed",
     "ScaleBoxd",
     "box_from_mask",

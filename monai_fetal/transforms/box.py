@@ -9,7 +9,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
-__all__ = ["box_from_mask", "field_of_view_box", "BoxFromMaskd", "RandFieldOfViewBoxd", "ScaleBoxd"]
+__all__ = ["box_from_mask", "field_of_view_box", "BoxFromMaskd", "ScaleBoxd"]
 
 
 def box_from_mask(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -103,36 +103,3 @@ class ScaleBoxd(MapTransform):
             d[key] = box * scale
         return d
 
-
-class RandFieldOfViewBoxd(RandomizableTransform, MapTransform):
-    """With probability ``prob``, replace the box by the image's field-of-view box, shrunk at random.
-
-    Training with such prompts teaches the decoder to find the head from the whole field of view,
-    which is how the automatic prompt starts.
-
-    Args:
-        keys: image keys (``[C, H, W]`` in the SAM frame).
-        box_key: the box to replace.
-        prob: probability of replacing.
-        max_shrink: each side is pulled in by a random fraction in ``[0, max_shrink]`` of the box size.
-    """
-
-    def __init__(self, keys: KeysCollection, box_key: str = "box", prob: float = 0.3, max_shrink: float = 0.3):
-        if not 0 <= max_shrink < 0.5:
-            raise ValueError(f"max_shrink must be in [0, 0.5), got {max_shrink}")
-        MapTransform.__init__(self, keys)
-        RandomizableTransform.__init__(self, prob=prob)
-        self.box_key = box_key
-        self.max_shrink = max_shrink
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        self.randomize(None)
-        shrink = torch.as_tensor(self.R.uniform(0, self.max_shrink, 4), dtype=torch.float32)
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            box = field_of_view_box(d[key])
-            size = torch.stack([box[2] - box[0], box[3] - box[1]]).repeat(2)
-            d[self.box_key] = box + shrink * size * torch.tensor([1.0, 1.0, -1.0, -1.0])
-        return d

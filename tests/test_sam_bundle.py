@@ -1,0 +1,209 @@
+"""The fetal_head_sam bundle: metadata, network shape, training, resume, inference, and the real-data bars."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from monai.bundle import verify_metadata, verify_net_in_out
+
+from monai_fetal.bundles import bundle_dir, run_bundle
+from monai_fetal.cli import main
+from monai_fetal.data.io import read_image
+from monai_fetal.data.phantom import make_phantom_cohort
+from monai_fetal.engines import latest_checkpoint
+from monai_fetal.errors import ConfigError
+
+BUNDLE = bundle_dir("fetal_head_sam")
+CONFIGS = BUNDLE / "configs"
+SCHEMA = BUNDLE.parent / "meta_schema.json"
+
+
+def _per_image(folder: Path) -> dict[str, dict[str, float]]:
+    with (folder / "per_image.csv").open() as handle:
+        return {row["id"]: {k: float(v) for k, v in row.items() if k != "id"} for row in csv.DictReader(handle)}
+
+
+def test_metadata_verifies_against_the_bundle_schema():
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    assert meta["version"] in meta["changelog"]
+    image = meta["network_data_format"]["inputs"]["image"]
+    assert len(image["spatial_shape"]) == 2
+    assert "fetal_head" in meta["network_data_format"]["outputs"]["pred"]["channel_def"].values()
+
+
+def test_network_input_output_shapes_match_metadata():
+    verify_net_in_out(
+        net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "inference.json")
+    )
+
+
+@pytest.fixture(scope="module")
+def phantom_cohort(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("phantom") / "cohort"
+    make_phantom_cohort(out, 8, seed=0, size=(270, 400), progress=False)
+    return out
+
+
+def _train_overrides(cohort: Path, out: Path, epochs: int) -> dict:
+    return {
+        "dataset_dir": str(cohort),
+        "output_dir": str(out),
+        "shots": 2,
+        "val_images": 1,
+        "max_epochs": epochs,
+        "augmentation_variants": 1,
+        "batch_size": 2,
+    }
+
+
+def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohort, tmp_path):
+    out = tmp_path / "run"
+    first = run_bundle("fetal_head_sam", "train.json", _train_overrides(phantom_cohort, out, 1))
+    assert first.parser.get_parsed_content("train#trainer").state.epoch == 1
+    assert (out / "model.pt").is_file() and (out / "checkpoint_epoch=1.pt").is_file()
+    split = json.loads((out / "split.json").read_text())
+    assert len(split["training"]) == 2 and len(split["validation"]) == 1
+    second = run_bundle("fetal_head_sam", "train.json", _train_overrides(phantom_cohort, out, 2))
+    trainer = second.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 2 and trainer.state.iteration == 2
+    assert latest_checkpoint(out).name == "checkpoint_epoch=2.pt"
+    assert any((out / "embedding_cache").rglob("*.pt"))
+
+
+@pytest.mark.parametrize(
+    ("config", "overrides", "match"),
+    [
+        ("train.json", {"no_such_id": 1}, "no_such_id"),
+        ("train.json", {"augmentation": "heavy"}, "augmentation"),
+        ("train.json", {"trainable": "everything"}, "trainable"),
+        ("evaluate.json", {"prompt": "box"}, "prompt"),
+        ("evaluate.json", {"model_name": "vit_q"}, "name"),
+    ],
+)
+def test_bad_config_values_are_refused_by_name(phantom_cohort, tmp_path, config, overrides, match):
+    base = {"dataset_dir": str(phantom_cohort), "output_dir": str(tmp_path / "out")}
+    if config == "train.json":
+        base.update(shots=2, val_images=1)
+    with pytest.raises(ConfigError, match=match):
+        run_bundle("fetal_head_sam", config, {**base, **overrides})
+
+
+def test_segment_cli_writes_masks_at_original_size(phantom_cohort, tmp_path):
+    images = sorted((phantom_cohort / "images").glob("*.png"))[:2]
+    truth = read_image(phantom_cohort / "masks" / images[0].name) > 0
+    rows, cols = np.nonzero(truth)
+    box = f"{cols.min()},{rows.min()},{cols.max()},{rows.max()}"
+    assert main(["segment", str(images[0]), "--out", str(tmp_path / "box"), "--box", box]) == 0
+    boxed = read_image(tmp_path / "box" / f"{images[0].stem}_mask.png")
+    assert boxed.shape == truth.shape and set(np.unique(boxed)) <= {0.0, 255.0}
+    assert 2 * ((boxed > 0) & truth).sum() / ((boxed > 0).sum() + truth.sum()) > 0.8
+    assert main(["segment", *map(str, images), "--out", str(tmp_path / "auto")]) == 0
+    for image in images:
+        mask = read_image(tmp_path / "auto" / f"{image.stem}_mask.png")
+        assert mask.shape == read_image(image).shape
+        assert (mask > 0).any()
+
+
+def test_evaluate_cli_reports_a_missing_cohort_clearly(tmp_path, capsys):
+    assert main(["evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def embedding_cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("embeddings"))
+
+
+@pytest.fixture(scope="module")
+def zero_shot(hc18_cohort, embedding_cache, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("zero_shot")
+    run_bundle(
+        "fetal_head_sam",
+        "evaluate.json",
+        {"dataset_dir": str(hc18_cohort), "output_dir": str(out), "embedding_cache_dir": embedding_cache},
+    )
+    return out
+
+
+def test_zero_shot_litemedsam_with_boxes_on_hc18(zero_shot):
+    summary = json.loads((zero_shot / "metrics.json").read_text())
+    assert summary["n"] == 60 and summary["prompt"] == "gt_box"
+    assert summary["dice_mean"] >= 0.93
+    rows = _per_image(zero_shot)
+    assert len(rows) == 60 and "773_3HC" in rows
+    assert all(np.isfinite(row["hd95"]) and np.isfinite(row["hc_abs_error_mm"]) for row in rows.values())
+    assert summary["hc_abs_error_mm_mean"] < 10.0
+
+
+@pytest.fixture(scope="module")
+def finetuned(hc18_cohort, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finetune")
+    overrides = {
+        "dataset_dir": str(hc18_cohort),
+        "output_dir": str(out),
+        "shots": 5,
+        "val_images": 5,
+        "test_images": 20,
+        "max_epochs": 8,
+        "augmentation_variants": 4,
+    }
+    run_bundle("fetal_head_sam", "train.json", overrides)
+    return out
+
+
+def _evaluate_test_split(hc18_cohort, finetuned, embedding_cache, out, prompt) -> dict:
+    run_bundle(
+        "fetal_head_sam",
+        "evaluate.json",
+        {
+            "dataset_dir": str(hc18_cohort),
+            "output_dir": str(out),
+            "checkpoint": str(finetuned / "model.pt"),
+            "split_file": str(finetuned / "split.json"),
+            "prompt": prompt,
+            "embedding_cache_dir": embedding_cache,
+        },
+    )
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_five_shot_finetune_keeps_zero_shot_dice_on_unseen_images(hc18_cohort, finetuned, zero_shot, embedding_cache, tmp_path):
+    split = json.loads((finetuned / "split.json").read_text())
+    test_ids = {item["id"] for item in split["test"]}
+    assert len(test_ids) == 20 and not test_ids & {item["id"] for item in split["training"]}
+    summary = _evaluate_test_split(hc18_cohort, finetuned, embedding_cache, tmp_path / "gt", "gt_box")
+    zero = np.mean([row["dice"] for key, row in _per_image(zero_shot).items() if key in test_ids])
+    print(f"5-shot fine-tuned Dice {summary['dice_mean']:.4f} vs zero-shot {zero:.4f} on the same 20")
+    assert summary["n"] == 20
+    assert summary["dice_mean"] >= zero - 0.005
+
+
+def test_automatic_prompt_after_finetuning(hc18_cohort, finetuned, embedding_cache, tmp_path):
+    summary = _evaluate_test_split(hc18_cohort, finetuned, embedding_cache, tmp_path / "auto", "auto")
+    print(f"automatic prompt Dice {summary['dice_mean']:.4f} (median {summary['dice_median']:.4f})")
+    assert summary["prompt"] == "auto" and summary["n"] == 20
+    assert summary["dice_mean"] >= 0.85
+
+
+def test_multi_gpu_config_runs_under_torchrun_with_gloo(phantom_cohort, tmp_path):
+    """Two CPU processes (gloo): data split across ranks, one model and one checkpoint written by rank 0."""
+    out = tmp_path / "ddp"
+    configs = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
+    command = [
+        str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node=2", "-m", "monai.bundle", "run",
+        "--config_file", configs, "--bundle_root", str(BUNDLE), "--dataset_dir", str(phantom_cohort),
+        "--output_dir", str(out), "--shots", "4", "--val_images", "2", "--max_epochs", "1",
+        "--augmentation_variants", "1", "--batch_size", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Epoch [1/1]: [1/1]" in result.stderr + result.stdout  # 4 images / 2 ranks / batch 2: one iteration per rank
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoint_epoch=1.pt", "embedding_cache", "model.pt", "split.json"]
