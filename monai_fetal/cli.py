@@ -96,6 +96,49 @@ def _segment(args: argparse.Namespace) -> None:
     print(f"masks written to {args.out}")
 
 
+def _train_generator(args: argparse.Namespace) -> None:
+    from monai_fetal.bundles import run_bundle
+
+    overrides = {"dataset_dir": args.data, "output_dir": args.out, "mode": args.mode, "preset": args.preset}
+    if args.epochs is not None:
+        overrides["max_epochs"] = args.epochs
+    run_bundle("fetal_us_diffusion", "train.json", overrides)
+    print(f"generator written: {args.out}/model.pt (sample grids in {args.out}/samples)")
+
+
+def _synthesize(args: argparse.Namespace) -> None:
+    from monai_fetal.bundles import run_bundle
+
+    overrides = {
+        "generator_dir": args.generator,
+        "output_dir": args.out,
+        "num_samples": args.n,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "seed": args.seed,
+        "output_size": args.size,
+        "mask_dir": args.masks,
+        "batch_size": args.batch_size,
+    }
+    run_bundle("fetal_us_diffusion", "inference.json", overrides)
+    print(f"synthetic cohort written: {args.out}/datalist.json")
+
+
+def _synth_report(args: argparse.Namespace) -> None:
+    from monai_fetal.metrics.synth_report import GRID_NAME, REPORT_NAME, synth_report
+    from monai_fetal.networks import build_prompted_sam
+
+    network = build_prompted_sam(args.model)
+    report = synth_report(network, args.real, args.synthetic, args.out, max_real=args.max_real, seed=args.seed)
+    consistency = report["synthetic"]["pair_consistency"]
+    print(
+        f"FID {report['feature_distance']['fid']:.4f}, KID {report['feature_distance']['kid']:.5f}, "
+        f"pair-consistency Dice {consistency['mean']:.3f} (real {report['real']['pair_consistency']['mean']:.3f})"
+    )
+    print(f"report written: {args.out}/{REPORT_NAME} and {args.out}/{GRID_NAME}")
+
+
 def _box(text: str) -> list[float]:
     values = [float(v) for v in text.split(",")]
     if len(values) != 4:
@@ -144,6 +187,42 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--box", type=_box, help="x0,y0,x1,y1 box in pixels for every image (default: automatic)")
     _add_model_options(p)
     p.set_defaults(func=_segment)
+
+
+def _add_train_generator(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-generator", help="train the mask-guided diffusion generator on a cohort (resumable)")
+    p.add_argument("--data", required=True, help="cohort folder or HC18 folder")
+    p.add_argument("--mode", default="concat", help="concat (default), controlnet or joint")
+    p.add_argument("--preset", default="cpu", help="cpu (default: 64 x 96, small UNet) or gpu (256 x 384)")
+    p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
+    p.add_argument("--out", required=True, help="generator folder: checkpoints, model.pt, samples/; rerun to resume")
+    p.set_defaults(func=_train_generator)
+
+
+def _add_synthesize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synthesize", help="sample image-mask pairs with a trained generator into a cohort folder")
+    p.add_argument("--generator", required=True, help="generator folder from train-generator, or a checkpoint in it")
+    p.add_argument("--n", type=int, required=True, help="number of pairs (a rerun completes the set)")
+    p.add_argument("--out", required=True, help="cohort folder to write (images/, masks/, datalist.json)")
+    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+    p.add_argument("--sampler", default="ddim", help="ddim (default) or ddpm")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale, concat mode (default 1: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the set (default 0)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output rows and columns (default: the real images')")
+    p.add_argument("--masks", help="folder of masks to condition on (default: new masks from the shape prior)")
+    p.add_argument("--batch-size", type=int, default=8, help="pairs sampled at once (default 8)")
+    p.set_defaults(func=_synthesize)
+
+
+def _add_synth_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth-report", help="FID/KID and pair consistency of a synthetic cohort against a real one")
+    p.add_argument("--real", required=True, help="real cohort folder")
+    p.add_argument("--synthetic", required=True, help="synthetic cohort folder (from synthesize)")
+    p.add_argument("--out", required=True, help="folder for synth_report.json and synth_grid.png")
+    p.add_argument("--max-real", type=int, default=200, help="real images scored at most (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsets (default 0)")
+    _add_model_options(p)
+    p.set_defaults(func=_synth_report)
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
@@ -196,6 +275,9 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_finetune,
     _add_evaluate,
     _add_segment,
+    _add_train_generator,
+    _add_synthesize,
+    _add_synth_report,
 )
 
 

@@ -1,0 +1,272 @@
+"""Synthesis of a cohort folder of image-mask pairs with a trained generator: atomic per pair, resumable.
+
+Pair ``i`` is ``images/syn_NNNNN.png`` and ``masks/syn_NNNNN.png``; its starting noise comes from its own
+seed (:func:`pair_seed`) and its mask from the mask source's ``i``-th mask, so a rerun (or a run with a
+larger ``n``) reproduces pair ``i`` exactly with DDIM and only writes the pairs that are missing. The
+mask is written before the image, each by a temporary file renamed into place, so a pair is complete
+once its image exists; leftovers of a killed run (temporary files, a mask without its image) are
+cleaned or rewritten. ``synthesis.json`` records the options; a rerun with other options (but ``n``)
+into the same folder is refused rather than mixing two sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import DiffusionInferer
+from tqdm import tqdm
+
+from monai_fetal.atomic import write_json_atomic
+from monai_fetal.data.cohort import CohortItem, find_cases, write_cohort_index, write_pair
+from monai_fetal.data.io import read_mask
+from monai_fetal.engines.diffusion import clean_head_mask, sample_pairs
+from monai_fetal.errors import ConfigError, InputDataError
+from monai_fetal.networks.diffusion import MaskConditionedDiffusion
+from monai_fetal.shape.outline import fill_head_annotation
+from monai_fetal.shape.prior import EllipseShapePrior
+
+__all__ = ["PriorMasks", "FileMasks", "PairSynthesizer", "pair_seed", "mask_source", "MANIFEST_NAME"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "synthesis.json"
+PREFIX = "syn_"
+_MAX_ATTEMPTS = 8  # joint mode: seeds tried per pair until a head is generated
+
+
+def pair_seed(seed: int, index: int, attempt: int = 0) -> int:
+    """The seed of pair ``index`` (and of its ``attempt``-th retry): independent streams per pair."""
+    return int(np.random.SeedSequence([int(seed), int(index), int(attempt)]).generate_state(1)[0])
+
+
+def _check_size(size: object, key: str) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    ok = isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in size)
+    if not ok:
+        raise ConfigError(key, size, "[rows, cols], two integers >= 16, or null for the default size")
+    return int(size[0]), int(size[1])
+
+
+class PriorMasks:
+    """Masks drawn from an ellipse shape prior: mask ``i`` depends only on ``seed`` and ``i``.
+
+    Args:
+        prior: the fitted prior (``shape_prior.json`` of the generator folder).
+        count: masks available (the number of pairs).
+        size: ``(rows, cols)`` of the masks; default the prior's reference size (that of the real images).
+        seed: seed of the draws.
+    """
+
+    def __init__(self, prior: EllipseShapePrior, count: int, size: Sequence[int] | None = None, seed: int = 0) -> None:
+        self.size = _check_size(None if size is None else list(size), "output_size") or prior.size
+        self.masks = prior.sample(count, self.size, seed)
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.masks[index]
+
+    def describe(self) -> dict:
+        return {"source": "shape_prior", "size": list(self.size)}
+
+
+class FileMasks:
+    """Masks read from files (a cohort folder, an HC18 folder or a folder of mask images), used in turn.
+
+    Args:
+        folder: where the masks are; outlines are filled by ellipse fit.
+        size: resize every mask to ``(rows, cols)`` (nearest neighbour); default each mask's own size.
+
+    Raises:
+        InputDataError: no masks found, or an unreadable mask.
+    """
+
+    def __init__(self, folder: str | Path, size: Sequence[int] | None = None) -> None:
+        folder = Path(folder)
+        self.folder = folder
+        self.size = _check_size(None if size is None else list(size), "output_size")
+        try:
+            self.paths = [case.mask for case in find_cases(folder)]
+        except InputDataError:
+            self.paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+        if not self.paths:
+            raise InputDataError(folder, "holds no mask files", "give a cohort folder or a folder of head mask images")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        path = self.paths[index % len(self.paths)]
+        mask = fill_head_annotation(read_mask(path)).astype(np.float32)
+        if self.size is not None and mask.shape != self.size:
+            mask = F.interpolate(torch.from_numpy(mask)[None, None], size=self.size, mode="nearest")[0, 0].numpy()
+        return (mask > 0).astype(np.uint8)
+
+    def describe(self) -> dict:
+        return {"source": str(self.folder.resolve()), "size": None if self.size is None else list(self.size)}
+
+
+def mask_source(
+    generator_dir: str | Path, count: int, mask_dir: str | Path | None = None, size: Sequence[int] | None = None, seed: int = 0
+) -> PriorMasks | FileMasks:
+    """Masks of mask files under ``mask_dir`` when given, else of the generator's ``shape_prior.json``."""
+    if mask_dir:
+        return FileMasks(mask_dir, size)
+    folder = Path(generator_dir)
+    folder = folder if folder.is_dir() else folder.parent if (folder.parent / "shape_prior.json").is_file() else folder.parent.parent
+    return PriorMasks(EllipseShapePrior.load(folder / "shape_prior.json"), count, size, seed)
+
+
+def _file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class PairSynthesizer:
+    """Write ``num_samples`` synthetic pairs into the cohort folder ``output_dir`` (see the module docstring).
+
+    Args:
+        generator: the trained generator (EMA weights, eval mode).
+        settings: its settings.
+        inferer: ``DiffusionInferer`` with the sampling scheduler (DDIM: pair ``i`` depends only on its seed).
+        masks: a :class:`PriorMasks` or :class:`FileMasks`; in ``joint`` mode it only sets the output size.
+        output_dir: the cohort folder to write.
+        num_samples: pairs wanted.
+        guidance: classifier-free guidance scale (>= 1; 1 is plain conditional sampling).
+        seed: the seed of the set.
+        batch_size: pairs sampled at once.
+        weights: the weights file, recorded in the manifest (its digest) so that a folder is never
+            completed with another generator.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        generator: MaskConditionedDiffusion,
+        settings: Mapping,
+        inferer: DiffusionInferer,
+        masks: PriorMasks | FileMasks,
+        output_dir: str | Path,
+        num_samples: int,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 8,
+        weights: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        for key, value in (("num_samples", num_samples), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(key, value, "an integer >= 1")
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 1.0 <= guidance <= 20.0:
+            raise ConfigError("guidance", guidance, "a classifier-free guidance scale from 1 (none) to 20")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError("seed", seed, "an integer")
+        self.generator = generator
+        self.settings = settings
+        self.inferer = inferer
+        self.masks = masks
+        self.output_dir = Path(output_dir)
+        self.num_samples = num_samples
+        self.guidance = float(guidance)
+        self.seed = seed
+        self.batch_size = batch_size
+        self.weights = weights
+        self.progress = progress
+
+    def manifest(self) -> dict:
+        """The options that define the set (everything but its size)."""
+        scheduler = self.inferer.scheduler
+        return {
+            "generator": dict(self.settings),
+            "weights_sha256": None if self.weights is None else _file_digest(self.weights),
+            "sampler": type(scheduler).__name__,
+            "steps": int(scheduler.num_inference_steps),
+            "guidance": self.guidance,
+            "seed": self.seed,
+            "masks": self.masks.describe(),
+        }
+
+    def _check_manifest(self) -> None:
+        path = self.output_dir / MANIFEST_NAME
+        manifest = json.loads(json.dumps(self.manifest()))
+        if path.is_file():
+            previous = json.loads(path.read_text())
+            if previous != manifest:
+                changed = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
+                raise ConfigError(
+                    "output_dir",
+                    str(self.output_dir),
+                    f"a new folder: it holds pairs made with other options ({', '.join(changed)} differ; only the number may change)",
+                )
+        elif self.output_dir.is_dir() and any(self.output_dir.iterdir()):
+            raise InputDataError(self.output_dir, "exists and is not a synthetic cohort", "choose a new output folder")
+        write_json_atomic(path, manifest)
+
+    def _remove_leftovers(self) -> None:
+        """Delete temporary files of a killed run (``atomic_path`` names start with a dot)."""
+        for sub in ("images", "masks"):
+            for path in (self.output_dir / sub).glob(".*"):
+                logger.info("removing a half-written file of an interrupted run: %s", path)
+                path.unlink()
+
+    def case_id(self, index: int) -> str:
+        return f"{PREFIX}{index:05d}"
+
+    def missing(self) -> list[int]:
+        """Indices of the pairs not yet complete (no image file)."""
+        return [i for i in range(self.num_samples) if not (self.output_dir / "images" / f"{self.case_id(i)}.png").is_file()]
+
+    def _sample(self, indices: list[int], attempt: int) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Images in [0, 1] at the generator's size and masks at the output size (``None``: no head generated)."""
+        size = tuple(self.settings["image_size"])
+        seeds = [pair_seed(self.seed, i, attempt) for i in indices]
+        if self.generator.mode == "joint":
+            images, channel = sample_pairs(self.generator, self.inferer, size, seeds)
+            shapes = [self.masks[i].shape for i in indices]
+            return images[:, 0].cpu().numpy(), [clean_head_mask(m, s) for m, s in zip(channel[:, 0].cpu().numpy(), shapes)]
+        full = [self.masks[i] for i in indices]
+        small = torch.stack([F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size=size, mode="nearest")[0] for m in full])
+        images, _ = sample_pairs(self.generator, self.inferer, size, seeds, small, self.guidance)
+        return images[:, 0].cpu().numpy(), full
+
+    def _write(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:
+        up = F.interpolate(torch.from_numpy(image)[None, None], size=mask.shape, mode="bilinear", align_corners=False)[0, 0]
+        pixels = (up.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
+        write_pair(self.output_dir, self.case_id(index), pixels, mask)
+
+    def run(self) -> Path:
+        """Write the missing pairs, then ``datalist.json`` of all ``num_samples``; returns the datalist path."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._check_manifest()
+        self._remove_leftovers()
+        todo = self.missing()
+        logger.info("%d of %d pairs to synthesise in %s", len(todo), self.num_samples, self.output_dir)
+        bar = tqdm(total=len(todo), desc="synthesise", unit="pair", disable=not self.progress)
+        for start in range(0, len(todo), self.batch_size):
+            pending = todo[start : start + self.batch_size]
+            for attempt in range(_MAX_ATTEMPTS):
+                images, masks = self._sample(pending, attempt)
+                retry = []
+                for index, image, mask in zip(pending, images, masks):
+                    if mask is None:
+                        retry.append(index)
+                        continue
+                    self._write(index, image, mask)
+                    bar.update(1)
+                pending = retry
+                if not pending:
+                    break
+            if pending:
+                raise RuntimeError(f"no head was generated for pairs {pending} in {_MAX_ATTEMPTS} attempts: train the joint generator longer")
+        bar.close()
+        name = self.output_dir.resolve().name
+        items = [CohortItem(self.case_id(i), self.case_id(i), name, synthetic=True) for i in range(self.num_samples)]
+        return write_cohort_index(self.output_dir, items, name)
