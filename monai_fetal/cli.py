@@ -139,6 +139,36 @@ def _synth_report(args: argparse.Namespace) -> None:
     print(f"report written: {args.out}/{REPORT_NAME} and {args.out}/{GRID_NAME}")
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from monai_fetal.study.demo import DEFAULT, QUICK, run_demo
+
+    print(f"report written: {run_demo(args.out, data=args.data, settings=QUICK if args.quick else DEFAULT)}")
+
+
+def _experiment(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from monai_fetal.study.experiment import ExperimentPlan, run_experiment
+    from monai_fetal.study.runs import GeneratorOptions, SamOptions
+
+    plan = ExperimentPlan(
+        data=Path(args.data),
+        tests=tuple(Path(t) for t in (args.test or [args.data])),
+        shots=tuple(args.shots),
+        synthetic=tuple(args.synthetic),
+        seeds=tuple(args.seeds),
+        out=Path(args.out),
+        prompts=tuple(args.prompts),
+        test_images=args.test_images,
+        sam=SamOptions(epochs=args.epochs, variants=args.variants, val=args.val),
+        generator=GeneratorOptions(
+            epochs=args.generator_epochs, iterations=args.generator_iterations, synthesis_steps=args.synthesis_steps
+        ),
+    )
+    results = run_experiment(plan)
+    print(f"results written: {results} and {results.parent}/dice_vs_shots.png")
+
+
 def _box(text: str) -> list[float]:
     values = [float(v) for v in text.split(",")]
     if len(values) != 4:
@@ -267,6 +297,40 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_download)
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of integers, e.g. 1,2,5, got {text!r}") from None
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole path in one run: generator, synthetic pairs, SAM real vs real+synthetic, report.md")
+    p.add_argument("--out", required=True, help="demo folder (report.md, figures, runs); rerun to resume")
+    p.add_argument("--data", help="cohort folder or HC18 folder (default: the procedural phantom)")
+    p.add_argument("--quick", action="store_true", help="smaller sizes: under 5 minutes on 2 CPU cores (default: under 20)")
+    p.set_defaults(func=_demo)
+
+
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="few-shot study: real shots x synthetic pairs x seeds -> results.csv, dice_vs_shots.png")
+    p.add_argument("--data", required=True, help="training cohort: cohort folder or HC18 folder")
+    p.add_argument("--test", nargs="+", help="test cohorts (default: --data; --data itself is tested on held-out patients)")
+    p.add_argument("--shots", type=_int_list, default=[1, 2, 5, 10, 20], help="real training images (default 1,2,5,10,20)")
+    p.add_argument("--synthetic", type=_int_list, default=[0, 50, 200], help="synthetic pairs added (default 0,50,200)")
+    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="seeds (default 0,1,2)")
+    p.add_argument("--out", required=True, help="experiment folder; rerun to resume")
+    p.add_argument("--prompts", type=lambda t: t.split(","), default=["gt_box", "auto"], help="gt_box,auto (default both)")
+    p.add_argument("--val", type=int, default=5, help="validation images (default 5)")
+    p.add_argument("--test-images", type=int, default=20, help="images of --data held out for testing (default 20)")
+    p.add_argument("--epochs", type=int, default=5, help="SAM fine-tuning epochs (default 5)")
+    p.add_argument("--variants", type=int, default=4, help="augmentation variants per training image (default 4)")
+    p.add_argument("--generator-epochs", type=int, default=3, help="generator epochs (default 3)")
+    p.add_argument("--generator-iterations", type=int, default=50, help="generator iterations per epoch (default 50)")
+    p.add_argument("--synthesis-steps", type=int, default=20, help="DDIM steps per synthetic pair (default 20)")
+    p.set_defaults(func=_experiment)
+
+
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_prepare,
     _add_split,
@@ -278,6 +342,8 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_train_generator,
     _add_synthesize,
     _add_synth_report,
+    _add_demo,
+    _add_experiment,
 )
 
 

@@ -1,0 +1,161 @@
+"""The study package: skip-if-done stages, results table, figures, k-shot subset cohorts, the experiment grid
+(resume, generators once per seed and shots, held-out test images) and one tiny real demo run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monai_fetal.data.phantom import make_phantom_cohort
+from monai_fetal.data.splits import write_split
+from monai_fetal.errors import ConfigError
+from monai_fetal.shape.prior import EllipseShapePrior
+from monai_fetal.study import experiment as experiment_module
+from monai_fetal.study.cohorts import split_part_cohort
+from monai_fetal.study.experiment import ExperimentPlan, run_experiment
+from monai_fetal.study.figures import save_dice_per_image, save_dice_vs_shots
+from monai_fetal.study.results import read_results, row_key, write_results
+from monai_fetal.study.runs import GeneratorOptions, SamOptions
+from monai_fetal.study.stages import Stages
+
+PNG_MAGIC = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("study") / "phantom"
+    make_phantom_cohort(out, 14, seed=3, size=(128, 192), progress=False)
+    return out
+
+
+def test_stage_runs_once_and_a_failed_stage_runs_again(tmp_path: Path) -> None:
+    calls = []
+    stages = Stages(tmp_path)
+    first = stages.run("a", lambda: calls.append(1) or {"x": 1})
+    again = Stages(tmp_path).run("a", lambda: calls.append(2) or {"x": 2})
+    assert calls == [1] and first.value == again.value == {"x": 1}
+    assert not first.skipped and again.skipped and again.seconds == pytest.approx(first.seconds, abs=0.01)
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        stages.run("b", fail)
+    assert not stages.done("b") and stages.run("b", lambda: 5).value == 5
+
+
+def test_results_round_trip_sorted_with_empty_cells(tmp_path: Path) -> None:
+    rows = [
+        {"shots": 5, "synthetic": 0, "seed": 1, "cohort": "c", "prompt": "auto", "dice_mean": 0.8, "seconds": 3.0},
+        {"shots": 1, "synthetic": 50, "seed": 0, "cohort": "c", "prompt": "gt_box", "dice_mean": 0.9, "seconds": 2.5},
+    ]
+    back = read_results(write_results(tmp_path / "r.csv", rows))
+    assert [row_key(r) for r in back] == sorted(row_key(r) for r in rows)
+    assert back[0]["dice_mean"] == pytest.approx(0.9) and back[0]["hd95_mean"] is None
+    assert read_results(tmp_path / "absent.csv") == []
+
+
+def test_figures_are_pngs(tmp_path: Path) -> None:
+    rows = [
+        {"shots": k, "synthetic": n, "seed": s, "cohort": "c", "prompt": "gt_box", "dice_mean": 0.5 + 0.01 * k + 0.001 * s}
+        for k in (1, 2, 5) for n in (0, 20) for s in (0, 1)
+    ]
+    for path in (
+        save_dice_vs_shots(rows, tmp_path / "shots.png"),
+        save_dice_per_image({"gt_box": {"real": {"a": 0.9, "b": 0.7}, "mixed": {"a": 0.8, "b": 0.95}}}, tmp_path / "d.png"),
+    ):
+        assert path.read_bytes()[:4] == PNG_MAGIC and path.stat().st_size > 5000
+    with pytest.raises(ConfigError):
+        save_dice_vs_shots([], tmp_path / "none.png")
+
+
+def test_one_shot_part_is_completed_by_its_mirror_and_fits_a_shape_prior(phantom: Path, tmp_path: Path) -> None:
+    split = write_split(phantom, 1, 0, val=2, test=3, out=tmp_path / "split.json")
+    part = split_part_cohort(phantom, split, tmp_path / "part")
+    items = json.loads((part / "datalist.json").read_text())["training"]
+    assert len(items) == 2 and items[1]["id"] == items[0]["id"] + "_mirror"
+    from monai_fetal.data.io import read_image
+
+    original, mirror = (read_image(part / item["label"]) for item in items)
+    np.testing.assert_array_equal(original[:, ::-1], mirror)
+    assert EllipseShapePrior.from_cohort(part).count == 2
+    three = split_part_cohort(phantom, write_split(phantom, 3, 0, val=2, test=3, out=tmp_path / "s3.json"), tmp_path / "p3")
+    assert len(list((three / "images").iterdir())) == 3
+
+
+class _FakeRuns:
+    """Stands in for the bundle runs: records calls, writes what the real ones write that the grid reads."""
+
+    def __init__(self) -> None:
+        self.generators: list[Path] = []
+        self.finetunes: list[tuple[int, int]] = []
+        self.evaluated: list[tuple[Path, set[str]]] = []
+
+    def train_generator(self, cohort: Path, out: Path, options: GeneratorOptions, seed: int) -> str:
+        self.generators.append(cohort)
+        return str(out / "model.pt")
+
+    def synthesize(self, generator: Path, out: Path, count: int, options: GeneratorOptions, seed: int) -> str:
+        return str(out)
+
+    def finetune_sam(self, cohort, split_file, out, options, seed, cache_dir, synthetic_dir=None, synthetic_count=0):
+        self.finetunes.append((len(json.loads(Path(split_file).read_text())["training"]), synthetic_count))
+        return str(out / "model.pt")
+
+    def evaluate_sam(self, cohort, out, checkpoint, prompt, cache_dir, split_file=None):
+        if split_file is not None:
+            split = json.loads(Path(split_file).read_text())
+            used = {item["id"] for key in ("training", "validation") for item in split[key]}
+            self.evaluated.append((Path(split_file), used))
+            n = len(split["test"])
+        else:
+            n = len(json.loads((Path(cohort) / "datalist.json").read_text())["training"])
+        return {"dice_mean": 0.8, "hd95_mean": 3.0, "hc_rel_error_mean": 0.02, "n": n}
+
+
+def test_experiment_grid_resumes_and_trains_one_generator_per_seed_and_shots(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _FakeRuns()
+    for name in ("train_generator", "synthesize", "finetune_sam", "evaluate_sam"):
+        monkeypatch.setattr(experiment_module, name, getattr(fake, name))
+    plan = ExperimentPlan(
+        data=phantom, tests=(phantom,), shots=(1, 2), synthetic=(0, 4, 8), seeds=(0, 1), out=tmp_path / "exp",
+        prompts=("gt_box", "auto"), test_images=4, sam=SamOptions(val=2),
+    )
+    results = run_experiment(plan)
+    rows = read_results(results)
+    assert len(rows) == 2 * 3 * 2 * 2 and {r["n"] for r in rows} == {4}
+    assert len(fake.generators) == 4 and len(fake.finetunes) == 12
+    assert sorted(set(fake.finetunes)) == [(1, 0), (1, 4), (1, 8), (2, 0), (2, 4), (2, 8)]
+    for split_file, used in fake.evaluated:
+        test_ids = {item["id"] for item in json.loads(split_file.read_text())["test"]}
+        assert not test_ids & used
+    tests_by_seed = {}
+    for split_file, _ in fake.evaluated:
+        split = json.loads(split_file.read_text())
+        tests_by_seed.setdefault(split["split"]["seed"], set()).add(tuple(i["id"] for i in split["test"]))
+    assert all(len(tests) == 1 for tests in tests_by_seed.values())
+    assert (tmp_path / "exp" / "dice_vs_shots.png").read_bytes()[:4] == PNG_MAGIC
+
+    fresh = _FakeRuns()
+    for name in ("train_generator", "synthesize", "finetune_sam", "evaluate_sam"):
+        monkeypatch.setattr(experiment_module, name, getattr(fresh, name))
+    run_experiment(plan)
+    assert fresh.generators == fresh.finetunes == fresh.evaluated == []
+    assert len(read_results(results)) == 24
+
+    rows = [r for r in read_results(results) if not (r["shots"] == 2 and r["synthetic"] == 8 and r["seed"] == 1)]
+    write_results(results, rows)
+    run_experiment(plan)
+    assert fresh.generators == [] and fresh.finetunes == [] and len(read_results(results)) == 24
+
+
+def test_experiment_refuses_a_bad_grid(phantom: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="shots"):
+        run_experiment(ExperimentPlan(phantom, (phantom,), (0,), (0,), (0,), tmp_path / "bad"))
+    with pytest.raises(ConfigError, match="shots"):
+        run_experiment(ExperimentPlan(phantom, (phantom,), (12,), (0,), (0,), tmp_path / "big", test_images=4))
