@@ -156,3 +156,19 @@ def test_config_checks_name_the_key():
     with pytest.raises(ConfigError):
         check_positive("lr", True)
     assert json.dumps(check_positive("n", 0, allow_zero=True)) == "0"
+
+
+def test_best_model_saver_skips_the_baseline_epoch_and_other_ranks(tmp_path):
+    net = torch.nn.Linear(1, 1)
+    engine = Engine(lambda e, b: None)
+    engine.state.metrics = {"val_dice": 0.9}
+    engine.state.epoch = 0
+    saver = BestModelSaver(net, tmp_path / "model.pt", "val_dice")
+    saver(engine)
+    assert not (tmp_path / "model.pt").exists() and saver.best_epoch == -1
+    engine.state.epoch = 1
+    silent = BestModelSaver(net, tmp_path / "model.pt", "val_dice", write=False)
+    silent(engine)
+    assert not (tmp_path / "model.pt").exists() and silent.best_epoch == 1
+    saver(engine)
+    assert set(torch.load(tmp_path / "model.pt", weights_only=True)) == {"weight", "bias"}

@@ -216,3 +216,16 @@ def test_embedding_cache_serves_a_frozen_encoder_only(tmp_path, images):
     assert torch.equal(first, second)
     full = build_prompted_sam(trainable="full").use_embedding_cache(tmp_path / "cache")
     assert full.encode(images[:1]).requires_grad and full._cache.hits == full._cache.misses == 0
+
+
+def test_bf16_encoder_is_close_to_fp32_and_cached_apart(tmp_path, images):
+    net = build_prompted_sam()
+    with torch.no_grad():
+        reference = net.encode(images[:1])
+        fast = net.set_precision("bf16").encode(images[:1])
+    assert fast.dtype == torch.float32 and fast.shape == reference.shape
+    assert (fast - reference).abs().max() < 0.1 * reference.abs().max()
+    fingerprint = net.use_embedding_cache(tmp_path)._cache.fingerprint
+    assert fingerprint != net.set_precision("fp32").use_embedding_cache(tmp_path)._cache.fingerprint
+    with pytest.raises(ConfigError, match="precision"):
+        net.set_precision("fp16")

@@ -57,13 +57,22 @@ class BestModelSaver:
     Its state (best value and epoch) goes into the training checkpoints through
     ``state_dict``/``load_state_dict``, so a resumed run does not overwrite a better model. With
     ``write=False`` (ranks other than 0 in a distributed run) it tracks the best value but writes nothing.
+    Epochs before ``min_epoch`` are not candidates: the validation at epoch 0 (before any training) is a
+    baseline to log, and its network has no trained head locator.
     """
 
     def __init__(
-        self, network: torch.nn.Module, path: str | Path, metric: str, higher_is_better: bool = True, write: bool = True
+        self,
+        network: torch.nn.Module,
+        path: str | Path,
+        metric: str,
+        higher_is_better: bool = True,
+        write: bool = True,
+        min_epoch: int = 1,
     ) -> None:
         self.network = network
         self.write = write
+        self.min_epoch = min_epoch
         self.path = Path(path)
         self.metric = metric
         self.sign = 1.0 if higher_is_better else -1.0
@@ -75,7 +84,7 @@ class BestModelSaver:
 
     def __call__(self, engine: Engine) -> None:
         value = engine.state.metrics.get(self.metric)
-        if value is None or not math.isfinite(value) or self.sign * value <= self.best:
+        if engine.state.epoch < self.min_epoch or value is None or not math.isfinite(value) or self.sign * value <= self.best:
             return
         self.best = self.sign * float(value)
         self.best_epoch = int(engine.state.epoch)
