@@ -159,3 +159,59 @@ def test_experiment_refuses_a_bad_grid(phantom: Path, tmp_path: Path) -> None:
         run_experiment(ExperimentPlan(phantom, (phantom,), (0,), (0,), (0,), tmp_path / "bad"))
     with pytest.raises(ConfigError, match="shots"):
         run_experiment(ExperimentPlan(phantom, (phantom,), (12,), (0,), (0,), tmp_path / "big", test_images=4))
+
+
+class _FakeDemoRuns:
+    """Bundle runs of the demo that write what the report reads: a synthetic cohort, metrics and per-image Dice."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def train_generator(self, cohort: Path, out: Path, options: GeneratorOptions, seed: int) -> str:
+        self.calls.append("generator")
+        return str(out / "model.pt")
+
+    def synthesize(self, generator: Path, out: Path, count: int, options: GeneratorOptions, seed: int) -> str:
+        self.calls.append("synthesize")
+        make_phantom_cohort(out, count, seed=9, size=(128, 192), progress=False)
+        return str(out)
+
+    def finetune_sam(self, cohort, split_file, out, options, seed, cache_dir, synthetic_dir=None, synthetic_count=0):
+        self.calls.append(f"finetune {synthetic_count}")
+        return str(out / "model.pt")
+
+    def evaluate_sam(self, cohort, out, checkpoint, prompt, cache_dir, split_file=None):
+        self.calls.append(f"evaluate {prompt}")
+        test = json.loads(Path(split_file).read_text())["test"]
+        dice = {item["id"]: 0.5 + 0.1 * k for k, item in enumerate(test)}
+        write_results_like(out, dice)
+        return {"dice_mean": float(np.mean(list(dice.values()))), "n": len(dice)}
+
+
+def write_results_like(out: Path, dice: dict[str, float]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "per_image.csv").write_text("id,dice\n" + "".join(f"{k},{v}\n" for k, v in dice.items()))
+    (out / "metrics.json").write_text(json.dumps({"dice_mean": float(np.mean(list(dice.values()))), "n": len(dice)}))
+
+
+def test_demo_runs_every_stage_once_and_writes_its_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from monai_fetal.study import demo as demo_module
+
+    settings = demo_module.DemoSettings(
+        phantom_images=10, phantom_size=(128, 192), shots=2, test=4, synthetic=3,
+        generator=GeneratorOptions(), sam=SamOptions(val=2),
+    )
+    fake = _FakeDemoRuns()
+    for name in ("train_generator", "synthesize", "finetune_sam", "evaluate_sam"):
+        monkeypatch.setattr(demo_module, name, getattr(fake, name))
+    report = demo_module.run_demo(tmp_path / "demo", settings=settings)
+    assert fake.calls == ["generator", "synthesize", "finetune 0", "finetune 3"] + ["evaluate gt_box", "evaluate auto"] * 2
+    text = report.read_text()
+    assert "| real+synthetic | auto | 0.650 |" in text and "| cohort |" in text
+    for figure in ("pairs.png", "dice_per_image.png"):
+        assert (tmp_path / "demo" / figure).read_bytes()[:4] == PNG_MAGIC
+    assert len(json.loads((tmp_path / "demo" / "generator_data" / "datalist.json").read_text())["training"]) == 2
+
+    fake.calls.clear()
+    demo_module.run_demo(tmp_path / "demo", settings=settings)
+    assert fake.calls == [] and "skipped (done before)" in report.read_text()
