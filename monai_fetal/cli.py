@@ -82,7 +82,10 @@ def _segment(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from monai_fetal.bundles import run_bundle
+    from monai_fetal.data.io import read_image
 
+    for path in args.images:
+        read_image(path)  # a missing or corrupt image is named before any mask is written
     overrides = {
         "images": [str(Path(p).resolve()) for p in args.images],
         "output_dir": args.out,

@@ -172,3 +172,12 @@ def test_best_model_saver_skips_the_baseline_epoch_and_other_ranks(tmp_path):
     assert not (tmp_path / "model.pt").exists() and silent.best_epoch == 1
     saver(engine)
     assert set(torch.load(tmp_path / "model.pt", weights_only=True)) == {"weight", "bias"}
+
+
+def test_resume_from_a_checkpoint_of_another_configuration_names_it(tmp_path):
+    small, large = torch.nn.Linear(1, 1), torch.nn.Linear(2, 1)
+    torch.save({"network": small.state_dict()}, tmp_path / "checkpoint_epoch=1.pt")
+    engine = Engine(lambda e, b: None)
+    ResumeHandler(tmp_path, {"network": large}).attach(engine)
+    with pytest.raises(InputDataError, match=r"checkpoint_epoch=1.pt.*cannot be resumed.*new output folder"):
+        engine.run([0], max_epochs=1)

@@ -82,7 +82,6 @@ class BadInput:
 
     make: Callable[[Path, Path], list[str]]
     names: tuple[str, ...]
-    known_bug: str = ""
 
 
 def _cohort_with(tmp: Path, good: Path, image: np.ndarray | bytes | None, mask: np.ndarray | bytes | None) -> Path:
@@ -154,12 +153,10 @@ BAD_INPUTS = {
     "mistyped option value": BadInput(
         _finetune("--augmentation", "wek"),
         ("'augmentation'", "'weak'"),
-        "train.json checks 'augmentation' only after write_split has replaced the run folder's split.json",
     ),
     "missing image to segment": BadInput(
         lambda tmp, good: ["segment", str(tmp / "nowhere.png"), "--out", str(tmp / "segmented")],
         ("nowhere.png", "not found"),
-        "cli.py's segment passes missing images to the bundle, whose LoadImaged raises a RuntimeError",
     ),
     "missing checkpoint": BadInput(_segment_with_checkpoint(None), ("bad.pt", "not found", "existing")),
     "checkpoint of the wrong architecture": BadInput(
@@ -188,14 +185,7 @@ def earlier_outputs(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return root
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=bad.known_bug) if bad.known_bug else ())
-        for name, bad in BAD_INPUTS.items()
-    ],
-    ids=list(BAD_INPUTS),
-)
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_fails_clearly_and_keeps_earlier_outputs(
     case: str, cohort: Path, earlier_outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

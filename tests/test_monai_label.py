@@ -28,12 +28,6 @@ pytest.importorskip("monailabel", reason="monailabel is not installed: pip insta
 requests = pytest.importorskip("requests", reason="requests comes with monailabel")
 from monailabel.tasks.infer.bundle import BundleInferTask  # noqa: E402
 
-# The bundle's postprocessing must end with the label as [H, W] uint8 0/1 after its SaveImaged (e.g.
-# Lambdad(pred, "$lambda mask: (mask[0] > 0).to(torch.uint8)")): MONAI Label writes [1, W, H] as 3-D, ITK's
-# PNG writer refuses float32, and 0/255 is not the label index 1 that metadata.json declares.
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="fetal_head_sam inference.json leaves pred as [1, W, H] float 0/255 for MONAI Label's writer"
-)
 CASE = "600_HC"  # HC18 image; the automatic prompt gives Dice 0.99 on it (0.80 mean over 10 images)
 SERVER_START_S = 120
 

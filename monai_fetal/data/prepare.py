@@ -88,7 +88,7 @@ def prepare_cohort(
         listing = "\n".join(f"  - {err}" for err in failures)
         raise InputDataError(
             src,
-            f"{len(failures)} of {len(cases)} cases cannot be used:\n{listing}\n",
+            f"{len(failures)} of {len(cases)} cases cannot be used:\n{listing}",
             "correct or remove those files, or pass --skip-bad to leave them out",
         )
     for err in failures:

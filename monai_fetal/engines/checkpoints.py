@@ -12,6 +12,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
 from monai_fetal.atomic import atomic_path
+from monai_fetal.errors import InputDataError
 
 __all__ = ["latest_checkpoint", "ResumeHandler", "BestModelSaver"]
 
@@ -48,7 +49,14 @@ class ResumeHandler:
         if path is None:
             return
         logger.info("resuming from %s", path)
-        CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location=self.map_location)(engine)
+        try:
+            CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location=self.map_location)(engine)
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise InputDataError(
+                path,
+                f"cannot be resumed with this configuration ({str(error).splitlines()[0]})",
+                "rerun with the settings that wrote it, or give a new output folder to start afresh",
+            ) from error
 
 
 class BestModelSaver:

