@@ -140,6 +140,7 @@ def test_experiment_grid_resumes_and_trains_one_generator_per_seed_and_shots(
         tests_by_seed.setdefault(split["split"]["seed"], set()).add(tuple(i["id"] for i in split["test"]))
     assert all(len(tests) == 1 for tests in tests_by_seed.values())
     assert (tmp_path / "exp" / "dice_vs_shots.png").read_bytes()[:4] == PNG_MAGIC
+    assert (tmp_path / "exp" / "results.md").read_text().count("\n| phantom |") == 24
 
     fresh = _FakeRuns()
     for name in ("train_generator", "synthesize", "finetune_sam", "evaluate_sam"):

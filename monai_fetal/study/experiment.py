@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from monai_fetal.atomic import write_text_atomic
 from monai_fetal.data.splits import write_split
 from monai_fetal.errors import ConfigError
 from monai_fetal.study.cohorts import (
@@ -25,7 +26,13 @@ from monai_fetal.study.cohorts import (
     split_part_cohort,
 )
 from monai_fetal.study.figures import save_dice_vs_shots
-from monai_fetal.study.results import metrics_row, read_results, row_key, write_results
+from monai_fetal.study.results import (
+    metrics_row,
+    read_results,
+    results_markdown,
+    row_key,
+    write_results,
+)
 from monai_fetal.study.runs import (
     GeneratorOptions,
     SamOptions,
@@ -36,12 +43,13 @@ from monai_fetal.study.runs import (
 )
 from monai_fetal.study.stages import Stages
 
-__all__ = ["FIGURE_NAME", "RESULTS_NAME", "ExperimentPlan", "TestCohort", "run_experiment"]
+__all__ = ["FIGURE_NAME", "RESULTS_NAME", "TABLE_NAME", "ExperimentPlan", "TestCohort", "run_experiment"]
 
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.csv"
 FIGURE_NAME = "dice_vs_shots.png"
+TABLE_NAME = "results.md"
 PROMPTS = ("gt_box", "auto")
 
 
@@ -131,7 +139,7 @@ def _synthetic_set(plan: ExperimentPlan, stages: Stages, cohort: Path, split: Pa
 
 
 def run_experiment(plan: ExperimentPlan) -> Path:
-    """Run (or complete) the experiment; return the path of ``results.csv`` (``dice_vs_shots.png`` beside it).
+    """Run (or complete) the experiment; return the path of ``results.csv`` (``dice_vs_shots.png``, ``results.md`` beside it).
 
     Raises:
         ConfigError: a bad plan, or counts the cohort cannot hold (the message says how many it can).
@@ -176,6 +184,7 @@ def run_experiment(plan: ExperimentPlan) -> Path:
                 rows[key] = metrics_row(key, metrics, tuned.seconds + time.perf_counter() - start)
                 write_results(results_path, rows.values())
                 logger.info("shots=%d synthetic=%d seed=%d %s %s: Dice %.3f", *key, rows[key]["dice_mean"] or 0.0)
-    planned = {(shots, n, seed) for seed, shots, n in runs}
-    save_dice_vs_shots([row for key, row in rows.items() if key[:3] in planned], out / FIGURE_NAME)
+    planned = [row for key, row in rows.items() if key[:3] in {(shots, n, seed) for seed, shots, n in runs}]
+    save_dice_vs_shots(planned, out / FIGURE_NAME)
+    write_text_atomic(out / TABLE_NAME, results_markdown(planned))
     return results_path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from monai_fetal.atomic import write_text_atomic
 
-__all__ = ["COLUMNS", "RunKey", "metrics_row", "read_results", "row_key", "write_results"]
+__all__ = ["COLUMNS", "RunKey", "metrics_row", "read_results", "results_markdown", "row_key", "write_results"]
 
 COLUMNS = (
     "shots",
@@ -88,3 +88,22 @@ def metrics_row(key: RunKey, metrics: Mapping[str, object], seconds: float) -> d
         "n": metrics.get("n"),
         "seconds": round(seconds, 1),
     }
+
+
+def _fmt(value: object, digits: int) -> str:
+    return "–" if value is None else f"{float(value):.{digits}f}"
+
+
+def results_markdown(rows: Iterable[Mapping[str, object]]) -> str:
+    """The results as a Markdown table, one line per row, sorted by cohort, prompt, shots, synthetic, seed."""
+    lines = [
+        "| cohort | prompt | shots | synthetic | seed | Dice | HD95 (px) | HC rel. error | HC abs. error (mm) | images | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in sorted(rows, key=lambda r: (r["cohort"], r["prompt"], r["shots"], r["synthetic"], r["seed"])):
+        lines.append(
+            f"| {row['cohort']} | {row['prompt']} | {row['shots']} | {row['synthetic']} | {row['seed']} "
+            f"| {_fmt(row.get('dice_mean'), 3)} | {_fmt(row.get('hd95_mean'), 1)} | {_fmt(row.get('hc_rel_error_mean'), 3)} "
+            f"| {_fmt(row.get('hc_abs_error_mm_mean'), 2)} | {row.get('n', '')} | {_fmt(row.get('seconds'), 0)} |"
+        )
+    return "\n".join(lines) + "\n"
