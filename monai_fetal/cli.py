@@ -122,6 +122,7 @@ def _synthesize(args: argparse.Namespace) -> None:
         "seed": args.seed,
         "output_size": args.size,
         "mask_dir": args.masks,
+        "mask_affine": args.affine,
         "batch_size": args.batch_size,
     }
     run_bundle("fetal_us_diffusion", "inference.json", overrides)
@@ -243,6 +244,7 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the set (default 0)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output rows and columns (default: the real images')")
     p.add_argument("--masks", help="folder of masks to condition on (default: new masks from the shape prior)")
+    p.add_argument("--affine", action="store_true", help="move each --masks mask by a random affine (new heads from real ones)")
     p.add_argument("--batch-size", type=int, default=8, help="pairs sampled at once (default 8)")
     p.set_defaults(func=_synthesize)
 

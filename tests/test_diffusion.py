@@ -199,6 +199,17 @@ def test_synthesis_from_given_masks_and_checkpoint(concat_generator: Path, phant
     assert np.array_equal(read_image(out / "masks" / "syn_00000.png") > 0, read_image(phantom / "masks" / "phantom_0000.png") > 0)
 
 
+def test_synthesis_from_real_masks_moved_at_random(concat_generator: Path, phantom: Path, tmp_path: Path):
+    first = _synthesize(concat_generator, tmp_path / "a", 2, mask_dir=str(phantom), mask_affine=True)
+    again = _synthesize(concat_generator, tmp_path / "b", 2, mask_dir=str(phantom), mask_affine=True)
+    source = read_image(phantom / "masks" / "phantom_0001.png") > 0
+    moved = read_image(first / "masks" / "syn_00001.png") > 0
+    assert not np.array_equal(moved, source) and 0.5 < moved.sum() / source.sum() < 2
+    assert np.array_equal(read_image(again / "masks" / "syn_00001.png") > 0, moved)
+    with pytest.raises(ConfigError, match="mask_affine"):
+        _synthesize(concat_generator, tmp_path / "c", 2, mask_affine=True)
+
+
 @pytest.mark.parametrize("key, value", [("steps", 0), ("guidance", 0.5), ("sampler", "euler"), ("num_samples", 0)])
 def test_bad_synthesis_values_are_refused(concat_generator: Path, tmp_path: Path, key: str, value: object):
     with pytest.raises(ConfigError, match=key):

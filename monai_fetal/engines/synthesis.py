@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.inferers import DiffusionInferer
+from monai.transforms import RandAffine
 from tqdm import tqdm
 
 from monai_fetal.atomic import write_json_atomic
@@ -85,15 +87,21 @@ class FileMasks:
     Args:
         folder: where the masks are; outlines are filled by ellipse fit.
         size: resize every mask to ``(rows, cols)`` (nearest neighbour); default each mask's own size.
+        affine: move each mask by a random affine (rotation up to 20 degrees, scale within 15 %, shift up
+            to 10 % of each side), drawn from the pair's seed: new heads from real ones. A head pushed out
+            of the image is left unmoved.
+        seed: seed of the affine draws.
 
     Raises:
         InputDataError: no masks found, or an unreadable mask.
     """
 
-    def __init__(self, folder: str | Path, size: Sequence[int] | None = None) -> None:
+    def __init__(self, folder: str | Path, size: Sequence[int] | None = None, affine: bool = False, seed: int = 0) -> None:
         folder = Path(folder)
         self.folder = folder
         self.size = _check_size(None if size is None else list(size), "output_size")
+        self.affine = bool(affine)
+        self.seed = seed
         try:
             self.paths = [case.mask for case in find_cases(folder)]
         except InputDataError:
@@ -104,23 +112,50 @@ class FileMasks:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _move(self, mask: np.ndarray, index: int) -> np.ndarray:
+        rows, cols = mask.shape
+        transform = RandAffine(
+            prob=1.0,
+            rotate_range=math.radians(20),
+            scale_range=0.15,
+            translate_range=(0.1 * rows, 0.1 * cols),
+            mode="nearest",
+            padding_mode="zeros",
+        )
+        transform.set_random_state(seed=pair_seed(self.seed, index) % 2**32)
+        moved = np.asarray(transform(mask[None]))[0]
+        return moved if moved.sum() >= 0.5 * mask.sum() else mask
+
     def __getitem__(self, index: int) -> np.ndarray:
         path = self.paths[index % len(self.paths)]
         mask = fill_head_annotation(read_mask(path)).astype(np.float32)
         if self.size is not None and mask.shape != self.size:
             mask = F.interpolate(torch.from_numpy(mask)[None, None], size=self.size, mode="nearest")[0, 0].numpy()
+        if self.affine:
+            mask = self._move(mask, index)
         return (mask > 0).astype(np.uint8)
 
     def describe(self) -> dict:
-        return {"source": str(self.folder.resolve()), "size": None if self.size is None else list(self.size)}
+        return {"source": str(self.folder.resolve()), "size": None if self.size is None else list(self.size), "affine": self.affine}
 
 
 def mask_source(
-    generator_dir: str | Path, count: int, mask_dir: str | Path | None = None, size: Sequence[int] | None = None, seed: int = 0
+    generator_dir: str | Path,
+    count: int,
+    mask_dir: str | Path | None = None,
+    size: Sequence[int] | None = None,
+    seed: int = 0,
+    affine: bool = False,
 ) -> PriorMasks | FileMasks:
-    """Masks of mask files under ``mask_dir`` when given, else of the generator's ``shape_prior.json``."""
+    """Masks of mask files under ``mask_dir`` (randomly moved with ``affine``), else of the generator's ``shape_prior.json``.
+
+    Raises:
+        ConfigError: ``affine`` without ``mask_dir``.
+    """
+    if affine and not mask_dir:
+        raise ConfigError("mask_affine", affine, "false unless mask_dir names real masks to move")
     if mask_dir:
-        return FileMasks(mask_dir, size)
+        return FileMasks(mask_dir, size, affine, seed)
     folder = Path(generator_dir)
     folder = folder if folder.is_dir() else folder.parent if (folder.parent / "shape_prior.json").is_file() else folder.parent.parent
     return PriorMasks(EllipseShapePrior.load(folder / "shape_prior.json"), count, size, seed)
