@@ -216,3 +216,19 @@ def test_demo_runs_every_stage_once_and_writes_its_report(tmp_path: Path, monkey
     fake.calls.clear()
     demo_module.run_demo(tmp_path / "demo", settings=settings)
     assert fake.calls == [] and "skipped (done before)" in report.read_text()
+
+
+def test_experiment_tests_another_cohort_on_all_its_images(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = make_phantom_cohort(tmp_path / "other", 5, seed=8, size=(128, 192), progress=False).parent
+    fake = _FakeRuns()
+    for name in ("train_generator", "synthesize", "finetune_sam", "evaluate_sam"):
+        monkeypatch.setattr(experiment_module, name, getattr(fake, name))
+    plan = ExperimentPlan(
+        data=phantom, tests=(other,), shots=(2,), synthetic=(0,), seeds=(0,), out=tmp_path / "exp",
+        prompts=("gt_box",), sam=SamOptions(val=2),
+    )
+    rows = read_results(run_experiment(plan))
+    assert [(r["cohort"], r["n"]) for r in rows] == [("other", 5)]
+    assert fake.generators == [] and fake.evaluated == []
