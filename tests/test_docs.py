@@ -28,7 +28,7 @@ def test_cli_reference_matches_the_parsers() -> None:
 def test_readme_first_set_up_command_installs_and_runs_the_demo() -> None:
     readme = (ROOT / "README.md").read_text()
     set_up = readme.split("## Set up on a fresh machine", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"```bash\n(.*?)\n```", set_up, flags=re.S)
+    commands = re.findall(r"```bash\n(.*?)\n```", set_up, flags=re.DOTALL)
     assert len(commands) == 2
     assert commands[0] == "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/monai-fetal demo --out demo"
     assert "pytest" in commands[1]
@@ -38,11 +38,11 @@ def test_bundle_ids_in_docs_exist_in_their_configs() -> None:
     import json
 
     text = (ROOT / "docs" / "bundles.md").read_text()
-    sections = re.split(r"^### (\S+)$", text, flags=re.M)[1:]
+    sections = re.split(r"^### (\S+)$", text, flags=re.MULTILINE)[1:]
     assert len(sections) == 10
     for name, body in zip(sections[::2], sections[1::2]):
         bundle, _, config = name.split("/")
         ids = set(json.loads((ROOT / "bundles" / bundle / "configs" / config).read_text()))
-        for row in re.findall(r"^\| (`[^|]*) \|", body, flags=re.M):
+        for row in re.findall(r"^\| (`[^|]*) \|", body, flags=re.MULTILINE):
             for key in re.findall(r"`([a-z_]+)`", row):
                 assert key in ids, f"{name}: {key}"
