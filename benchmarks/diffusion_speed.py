@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import time
 from pathlib import Path
 
@@ -24,26 +23,10 @@ from monai.inferers import DiffusionInferer
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.engines.diffusion import MaskConditionedPrepareBatch, make_scheduler, sample_pairs
 from monai_fetal.networks.diffusion import MODES, PRESETS, build_generator, generator_settings
+from timing import peak_memory_mb, reset_peak_memory, synchronize
 
 TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "fetal_us_diffusion" / "configs" / "train.json"
 SAMPLERS = (("ddim", 25), ("ddim", 50), ("ddim", 100), ("ddpm", 1000))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_mb(device: torch.device) -> float:
-    """Peak GPU memory since the last reset, or the process's peak resident memory on CPU (MiB)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
 
 def train_step_seconds(mode: str, preset: str, batch_size: int, steps: int, device: torch.device) -> dict:
@@ -57,10 +40,10 @@ def train_step_seconds(mode: str, preset: str, batch_size: int, steps: int, devi
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
     rows, cols = settings["image_size"]
     batch = {"image": torch.rand(batch_size, 1, rows, cols) * 2 - 1, "label": (torch.rand(batch_size, 1, rows, cols) > 0.5).float()}
-    _reset_peak(device)
+    reset_peak_memory(device)
     times = []
     for _ in range(steps + 1):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         inputs, target, _, kwargs = prepare(batch, device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
@@ -69,11 +52,11 @@ def train_step_seconds(mode: str, preset: str, batch_size: int, steps: int, devi
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     mean = sum(times[1:]) / steps
     return {"mode": mode, "preset": preset, "batch_size": batch_size, "image_size": [rows, cols], "steps_timed": steps,
-            "s_per_step": mean, "images_per_s": batch_size / mean, "peak_memory_mb": _peak_mb(device)}
+            "s_per_step": mean, "images_per_s": batch_size / mean, "peak_memory_mb": peak_memory_mb(device)}
 
 
 def sampling_seconds(preset: str, sampler: str, steps: int, batch_size: int, measured_steps: int, device: torch.device) -> dict:
@@ -84,14 +67,14 @@ def sampling_seconds(preset: str, sampler: str, steps: int, batch_size: int, mea
     scheduler.timesteps = scheduler.timesteps[:measured_steps]
     masks = (torch.rand(batch_size, 1, *settings["image_size"]) > 0.5).float()
     sample_pairs(generator, DiffusionInferer(make_scheduler(settings, sampler, 1)), settings["image_size"], list(range(batch_size)), masks)
-    _reset_peak(device)
-    _sync(device)
+    reset_peak_memory(device)
+    synchronize(device)
     start = time.perf_counter()
     sample_pairs(generator, DiffusionInferer(scheduler), settings["image_size"], list(range(batch_size)), masks)
-    _sync(device)
+    synchronize(device)
     seconds = (time.perf_counter() - start) * steps / measured_steps
     return {"preset": preset, "sampler": sampler, "steps": steps, "measured_steps": measured_steps, "batch_size": batch_size,
-            "s_per_image": seconds / batch_size, "peak_memory_mb": _peak_mb(device)}
+            "s_per_image": seconds / batch_size, "peak_memory_mb": peak_memory_mb(device)}
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import argparse
 import json
 import multiprocessing
 import platform
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -22,30 +21,20 @@ import torch
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.engines import MaskAndLocatorLoss
 from monai_fetal.networks import build_prompted_sam
+from timing import peak_memory_mb, synchronize
 
 EPOCH_IMAGES = 20  # a 5-shot run with 4 augmentation variants
 BATCH = 8
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _timed(function, repeats: int, device: torch.device) -> list[float]:
     function()
     times = []
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         function()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -76,7 +65,7 @@ def inference_case(device_name: str, batch: int, repeats: int, threads: int) -> 
             net(images, boxes)
 
     times = _timed(run, repeats, device)
-    return {"s_per_image": [t / batch for t in times], "peak_memory_mb": _peak_memory_mb(device)}
+    return {"s_per_image": [t / batch for t in times], "peak_memory_mb": peak_memory_mb(device)}
 
 
 def training_case(device_name: str, trainable: str, cached: bool, repeats: int, threads: int, cache_dir: str) -> dict:
@@ -100,7 +89,7 @@ def training_case(device_name: str, trainable: str, cached: bool, repeats: int, 
             optimizer.step()
 
     times = _timed(epoch, repeats, device)
-    return {"s_per_epoch": times, "images_per_epoch": EPOCH_IMAGES, "batch": BATCH, "peak_memory_mb": _peak_memory_mb(device)}
+    return {"s_per_epoch": times, "images_per_epoch": EPOCH_IMAGES, "batch": BATCH, "peak_memory_mb": peak_memory_mb(device)}
 
 
 def _summary(result: dict) -> dict:

@@ -1,9 +1,11 @@
 """Automatic box prompt: find the head with no box.
 
-A fine-tuned model has a trained head locator (a coarse mask from the image embeddings): its largest
-component gives the first box. A model without one (the pretrained default) self-prompts SAM from the
-field of view instead (measured on 20 HC18 images: mean Dice 0.79, against 0.95 with ground-truth
-boxes). Either way the box is then refined by re-prompting the mask decoder with its own mask's box.
+Candidate masks come from decoding a few start boxes (the ultrasound field of view and shrunken
+versions of it; with a fine-tuned model, also the box of its head locator's coarse mask). Each
+candidate is scored by SAM's IoU estimate times its agreement with a fitted ellipse (heads are
+ellipses) and, with a trained locator, times its overlap with the locator's mask. The best one's box
+is refined by re-prompting the decoder with its own mask's box. Measured on 20 HC18 test images:
+0.79 mean Dice with the pretrained model (against 0.95 with ground-truth boxes).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ def ellipse_agreement(mask: np.ndarray) -> float:
     return float(2 * (largest & ellipse).sum() / (largest.sum() + ellipse.sum()))
 
 
+def _overlap(mask: np.ndarray, reference: np.ndarray) -> float:
+    total = mask.sum() + reference.sum()
+    return float(2 * (mask & reference).sum() / total) if total else 0.0
+
+
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask)
     if count == 0:
@@ -46,13 +53,12 @@ def _widen(box: torch.Tensor, fraction: float, limit: torch.Tensor) -> torch.Ten
 class AutoBoxPrompt:
     """Box prompts for images in the SAM frame, found without a user box.
 
-    With a trained locator (``network.locator.trained``), the first box is that of the locator's
-    largest component; otherwise:
-
-    1. Start boxes: the field of view (non-black content) and versions shrunk by ``shrink``.
+    1. Start boxes: the field of view (non-black content) and versions shrunk by ``shrink``; with a
+       trained head locator (``network.locator.trained``) also the box of its largest component.
     2. Decode each with the single and the three multimask outputs; score each candidate mask by
-       SAM's IoU estimate times its agreement with a fitted ellipse (heads are ellipses), keeping
-       only areas within ``area_range`` of the field of view.
+       SAM's IoU estimate times its agreement with a fitted ellipse (heads are ellipses), times its
+       Dice with the locator's mask when there is one, keeping only areas within ``area_range`` of
+       the field of view.
     3. Re-prompt ``refinements`` times with the box of the best mask, widened by ``margin``.
 
     Args:
@@ -81,7 +87,9 @@ class AutoBoxPrompt:
         limit = torch.tensor([image.shape[-1] - 1.0, image.shape[-2] - 1.0]).repeat(2)
         return torch.stack([_widen(view, -s, limit) for s in self.shrink])
 
-    def _best_candidate(self, network, embedding: torch.Tensor, starts: torch.Tensor, view_area: float) -> np.ndarray:
+    def _best_candidate(
+        self, network, embedding: torch.Tensor, starts: torch.Tensor, view_area: float, located: np.ndarray | None
+    ) -> np.ndarray:
         repeated = embedding.expand(len(starts), -1, -1, -1)
         starts = starts.to(embedding.device)
         single, single_iou = network.decode(repeated, starts, multimask=False, return_iou=True)
@@ -92,6 +100,8 @@ class AutoBoxPrompt:
         for mask, iou in zip((logits > 0).cpu().numpy(), quality.tolist()):
             area = mask.sum() / view_area
             score = iou * ellipse_agreement(mask) if self.area_range[0] < area < self.area_range[1] else 0.0
+            if located is not None:
+                score *= _overlap(mask, located)
             if score > best_score:
                 best, best_score = mask, score
         return best
@@ -108,11 +118,13 @@ class AutoBoxPrompt:
         for image, embedding in zip(images, embeddings):
             starts = self._start_boxes(image.cpu())
             view = starts[0]
+            view_area = float((view[2] - view[0] + 1) * (view[3] - view[1] + 1))
+            located = None
             if bool(network.locator.trained):
-                mask = (network.locate(embedding[None])[0, 0] > 0).cpu().numpy()
-            else:
-                view_area = float((view[2] - view[0] + 1) * (view[3] - view[1] + 1))
-                mask = self._best_candidate(network, embedding[None], starts, view_area)
+                located = _largest_component((network.locate(embedding[None])[0, 0] > 0).cpu().numpy())
+                if located.any():
+                    starts = torch.cat([self._box_of(located, view, limit)[None], starts])
+            mask = self._best_candidate(network, embedding[None], starts, view_area, located)
             box = self._box_of(mask, view, limit)
             for _ in range(self.refinements):
                 logits = network.decode(embedding[None], box[None].to(embedding.device))

@@ -10,7 +10,7 @@ from monai_fetal.engines.auto_prompt import AutoBoxPrompt
 
 __all__ = ["SamInferer", "SamTrainingInferer", "PROMPTS"]
 
-PROMPTS = ("gt_box", "auto", "box_or_auto")
+PROMPTS = ("gt_box", "auto", "box_or_auto", "gt_box+auto")
 
 
 class SamInferer(Inferer):
@@ -19,7 +19,8 @@ class SamInferer(Inferer):
     Args:
         prompt: ``gt_box``: the batch's box (the ground-truth box in evaluation; an error if absent);
             ``auto``: always the automatic prompt; ``box_or_auto``: the batch's box when given, else
-            the automatic prompt (what MONAI Label needs: it sends only the image).
+            the automatic prompt (what MONAI Label needs: it sends only the image); ``gt_box+auto``:
+            both, as two channels ``[B, 2, S, S]`` (validation that selects a model good at both).
         auto_prompt: the automatic prompt (default :class:`AutoBoxPrompt`).
     """
 
@@ -29,9 +30,11 @@ class SamInferer(Inferer):
         self.auto_prompt = auto_prompt or AutoBoxPrompt()
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, boxes: torch.Tensor | None = None, **kwargs):
-        """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]``."""
-        if self.prompt == "gt_box" and boxes is None:
-            raise ValueError("prompt 'gt_box' needs a 'box' in each batch: give masks to compute it from, or use 'auto'")
+        """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]`` (``[B, 2, S, S]`` for ``gt_box+auto``)."""
+        if self.prompt.startswith("gt_box") and boxes is None:
+            raise ValueError(f"prompt '{self.prompt}' needs a 'box' in each batch: give masks to compute it from, or use 'auto'")
+        if self.prompt == "gt_box+auto":
+            return torch.cat([network(inputs, boxes=boxes), network(inputs, boxes=self.auto_prompt(network, inputs))], dim=1)
         if self.prompt == "auto" or boxes is None:
             boxes = self.auto_prompt(network, inputs)
         return network(inputs, boxes=boxes)

@@ -9,7 +9,10 @@ __all__ = ["HeadLocator"]
 
 
 class HeadLocator(nn.Module):
-    """Coarse head logits ``[B, 1, h, w]`` from SAM embeddings ``[B, C, h, w]`` (two convolutions, ~150k weights).
+    """Coarse head logits ``[B, 1, h, w]`` from SAM embeddings ``[B, C, h, w]`` (~220k weights).
+
+    Three 3x3 convolutions, the last two dilated (2 and 4), see 15 x 15 embedding cells (a quarter of the
+    frame), enough to tell the head from other dark ellipses such as the amniotic sac.
 
     It is trained together with the mask decoder on the same few images (its loss is added to the
     decoder's), costs nothing extra when embeddings are cached, and gives the automatic prompt its
@@ -21,7 +24,9 @@ class HeadLocator(nn.Module):
         self.layers = nn.Sequential(
             nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
             nn.GELU(),
-            nn.Conv2d(hidden, hidden, kernel_size=3, padding=1),
+            nn.Conv2d(hidden, hidden, kernel_size=3, padding=2, dilation=2),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden, kernel_size=3, padding=4, dilation=4),
             nn.GELU(),
             nn.Conv2d(hidden, 1, kernel_size=1),
         )
