@@ -107,12 +107,14 @@ class AutoBoxPrompt:
         return best
 
     @torch.no_grad()
-    def __call__(self, network, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, network, images: torch.Tensor, embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """Boxes ``[B, 4]`` (x0, y0, x1, y1 in the frame) for images ``[B, 3, S, S]``.
 
-        ``network`` is a :class:`monai_fetal.networks.PromptedSam` (``encode``, ``decode``).
+        ``network`` is a :class:`monai_fetal.networks.PromptedSam` (``encode``, ``decode``);
+        ``embeddings`` are the images' encodings when the caller has them already.
         """
-        embeddings = network.encode(images)
+        if embeddings is None:
+            embeddings = network.encode(images)
         limit = torch.tensor([images.shape[-1] - 1.0, images.shape[-2] - 1.0]).repeat(2)
         boxes = []
         for image, embedding in zip(images, embeddings):

@@ -33,11 +33,13 @@ class SamInferer(Inferer):
         """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]`` (``[B, 2, S, S]`` for ``gt_box+auto``)."""
         if self.prompt.startswith("gt_box") and boxes is None:
             raise ValueError(f"prompt '{self.prompt}' needs a 'box' in each batch: give masks to compute it from, or use 'auto'")
+        embeddings = network.encode(inputs)  # once: the automatic prompt and the final decode share it
         if self.prompt == "gt_box+auto":
-            return torch.cat([network(inputs, boxes=boxes), network(inputs, boxes=self.auto_prompt(network, inputs))], dim=1)
+            auto_boxes = self.auto_prompt(network, inputs, embeddings)
+            return torch.cat([network.decode(embeddings, boxes), network.decode(embeddings, auto_boxes)], dim=1)
         if self.prompt == "auto" or boxes is None:
-            boxes = self.auto_prompt(network, inputs)
-        return network(inputs, boxes=boxes)
+            boxes = self.auto_prompt(network, inputs, embeddings)
+        return network.decode(embeddings, boxes)
 
 
 class SamTrainingInferer(Inferer):

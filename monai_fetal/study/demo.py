@@ -20,6 +20,7 @@ from monai_fetal.data.splits import write_split
 from monai_fetal.study.cohorts import prepared_cohort, split_part_cohort
 from monai_fetal.study.report import DemoResults, write_demo_report
 from monai_fetal.study.runs import (
+    PROMPTS,
     GeneratorOptions,
     SamOptions,
     evaluate_sam,
@@ -29,12 +30,11 @@ from monai_fetal.study.runs import (
 )
 from monai_fetal.study.stages import Stages
 
-__all__ = ["DEFAULT", "MODELS", "PROMPTS", "QUICK", "DemoSettings", "run_demo"]
+__all__ = ["DEFAULT", "MODELS", "QUICK", "DemoSettings", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("real", "real+synthetic")
-PROMPTS = ("gt_box", "auto")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from monai_fetal.study.results import (
     write_results,
 )
 from monai_fetal.study.runs import (
+    PROMPTS,
     GeneratorOptions,
     SamOptions,
     evaluate_sam,
@@ -50,7 +51,6 @@ logger = logging.getLogger(__name__)
 RESULTS_NAME = "results.csv"
 FIGURE_NAME = "dice_vs_shots.png"
 TABLE_NAME = "results.md"
-PROMPTS = ("gt_box", "auto")
 
 
 @dataclass(frozen=True)

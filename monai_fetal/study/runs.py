@@ -8,7 +8,10 @@ from pathlib import Path
 
 from monai_fetal.bundles import run_bundle
 
-__all__ = ["GeneratorOptions", "SamOptions", "evaluate_sam", "finetune_sam", "synthesize", "train_generator"]
+__all__ = ["PROMPTS", "GeneratorOptions", "SamOptions", "evaluate_sam", "finetune_sam", "synthesize", "train_generator"]
+
+PROMPTS = ("gt_box", "auto")
+"""The prompts every study model is evaluated with: the ground-truth box and none (automatic)."""
 
 
 @dataclass(frozen=True)
