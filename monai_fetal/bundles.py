@@ -8,9 +8,9 @@ from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
 
-from monai_fetal.errors import ConfigError, MonaiFetalError
+from monai_fetal.errors import ConfigError, user_error_in
 
-__all__ = ["BUNDLES", "bundle_dir", "run_bundle", "user_error_in"]
+__all__ = ["BUNDLES", "bundle_dir", "run_bundle"]
 
 BUNDLES = ("fetal_head_sam", "fetal_us_diffusion")
 _BUNDLES_ENV = "MONAI_FETAL_BUNDLES"
@@ -27,17 +27,6 @@ def bundle_dir(name: str) -> Path:
     return path
 
 
-def user_error_in(error: BaseException) -> MonaiFetalError | None:
-    """The :class:`MonaiFetalError` that caused ``error`` (bundle expressions wrap exceptions), if any."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, MonaiFetalError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
 def run_bundle(name: str, config: str, overrides: Mapping[str, object] | None = None) -> ConfigWorkflow:
     """Run ``configs/<config>`` of bundle ``name`` (``initialize``, ``run``, ``finalize``) with ``overrides``.
 
@@ -46,7 +35,8 @@ def run_bundle(name: str, config: str, overrides: Mapping[str, object] | None = 
 
     Raises:
         ConfigError: an override names an id the config does not have.
-        MonaiFetalError: bad input met while running (unwrapped from the bundle's exception chain).
+        MonaiFetalError: bad input met while running (unwrapped from the bundle's exception chain), or
+            :class:`~monai_fetal.errors.DiskFullError` where a write met a full disk.
     """
     root = bundle_dir(name)
     configs = root / "configs"

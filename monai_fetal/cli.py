@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from monai_fetal.errors import MonaiFetalError
+from monai_fetal.errors import user_error_in
 
 __all__ = ["build_parser", "main"]
 
@@ -74,6 +74,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         "split_file": args.split,
         "split_key": args.split_key,
     }
+    if args.precision:
+        overrides["precision"] = args.precision
     run_bundle("fetal_head_sam", "evaluate.json", overrides)
     print(f"metrics written: {args.out}/metrics.json and {args.out}/per_image.csv")
 
@@ -93,6 +95,8 @@ def _segment(args: argparse.Namespace) -> None:
     }
     if args.checkpoint:
         overrides["checkpoint"] = args.checkpoint
+    if args.precision:
+        overrides["precision"] = args.precision
     if args.box:
         overrides["boxes"] = {Path(p).name: args.box for p in args.images}
     run_bundle("fetal_head_sam", "inference.json", overrides)
@@ -184,6 +188,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="lite_medsam", help="SAM builder: lite_medsam (default), vit_b, vit_l, vit_h")
 
 
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "ov-fp32", "ov-bf16", "ov-int8"],
+        help="image-encoder path (default: the fastest one that keeps fp32's Dice on this machine; see benchmarks/README.md)",
+    )
+
+
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune SAM on k real images (and synthetic pairs) of a cohort")
     p.add_argument("--data", required=True, help="cohort folder or HC18 folder")
@@ -208,6 +220,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default="gt_box", help="gt_box (default) or auto")
     p.add_argument("--split", help="split file from finetune or split (default: every image of the cohort)")
     p.add_argument("--split-key", default="test", help="which part of the split (default test)")
+    _add_precision(p)
     p.add_argument("--out", required=True, help="folder for metrics.json and per_image.csv")
     _add_model_options(p)
     p.set_defaults(func=_evaluate)
@@ -219,6 +232,7 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--checkpoint", help="fine-tuned model.pt (default: the pretrained model)")
     p.add_argument("--box", type=_box, help="x0,y0,x1,y1 box in pixels for every image (default: automatic)")
+    _add_precision(p)
     _add_model_options(p)
     p.set_defaults(func=_segment)
 
@@ -363,13 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``monai-fetal``; user errors print one paragraph and return 2."""
+    """Run ``monai-fetal``; user errors (bad input, a full disk) print one paragraph and return 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except MonaiFetalError as err:
-        print(f"monai-fetal {args.command}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        user_error = user_error_in(err)
+        if user_error is None:
+            raise
+        print(f"monai-fetal {args.command}: error: {user_error}", file=sys.stderr)
         return 2
     return 0
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class MonaiFetalError(Exception):
@@ -38,3 +42,31 @@ class ConfigError(MonaiFetalError, ValueError):
         self.key = key
         self.value = value
         super().__init__(f"bad value {value!r} for '{key}': expected {expected}.")
+
+
+class DiskFullError(InputDataError):
+    """An output file cannot be written: its disk (or the user's quota) is full.
+
+    Args:
+        path: the file being written.
+        reason: the system's words for it (default: "No space left on device").
+    """
+
+    def __init__(self, path: str | Path, reason: str = os.strerror(errno.ENOSPC)) -> None:
+        super().__init__(
+            path, f"cannot be written ({reason})", "free disk space, or choose another output folder (--out) on a disk with room"
+        )
+
+
+def user_error_in(error: BaseException) -> MonaiFetalError | None:
+    """The user error behind ``error`` (bundle expressions wrap exceptions): a :class:`MonaiFetalError` in its
+    chain, or a :class:`DiskFullError` for an ``OSError`` of a full disk or quota; ``None`` if there is none."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, MonaiFetalError):
+            return error
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return DiskFullError(error.filename or "an output file", os.strerror(error.errno))
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One folder of converted encoders (OpenVINO, int8) for the session and its subprocesses, not ``~/.cache``."""
+    path = tmp_path_factory.mktemp("model_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MONAI_FETAL_CACHE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

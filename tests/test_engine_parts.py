@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointSaver
 from monai.transforms import Compose, RandGaussianNoised
 
 from monai_fetal.config_checks import check_choice, check_positive
 from monai_fetal.data.cohort import CohortItem, write_cohort_index, write_pair
 from monai_fetal.data.mixing import load_cohort_items, mix_real_synthetic
-from monai_fetal.engines import AugmentationVariantDataset, BestModelSaver, ResumeHandler, latest_checkpoint
+from monai_fetal.engines import AugmentationVariantDataset, BestModelSaver, ResumableCheckpointSaver, ResumeHandler, latest_checkpoint
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.embedding_cache import EmbeddingCache, module_fingerprint
 
@@ -92,7 +91,7 @@ def _toy_training(tmp_path, max_epochs, stop_at=None):
     save_dict = {"network": net, "optimizer": opt, "trainer": trainer, "best": best}
     ResumeHandler(tmp_path, save_dict).attach(trainer)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run([0]))
-    CheckpointSaver(str(tmp_path), save_dict, save_interval=1, n_saved=1, epoch_level=True).attach(trainer)
+    ResumableCheckpointSaver(str(tmp_path), save_dict, save_interval=1, n_saved=1, epoch_level=True).attach(trainer)
     if stop_at is not None:
         trainer.add_event_handler(Events.EPOCH_COMPLETED(once=stop_at), lambda e: e.terminate())
     trainer.run([torch.ones(1)] * 4, max_epochs=max_epochs)
@@ -107,7 +106,7 @@ def test_resume_continues_from_last_epoch_and_keeps_best(tmp_path):
     best_before = best.best
     resumed, best_after = _toy_training(tmp_path, max_epochs=5)
     assert resumed.state.epoch == 5
-    assert latest_checkpoint(tmp_path).name == "checkpoint_epoch=5.pt"
+    assert [p.name for p in tmp_path.glob("checkpoint_*")] == ["checkpoint_epoch=5.pt"]  # not the first run's epoch 2
     assert best_after.best >= best_before
     assert math.isfinite(best_after.best)
     state = torch.load(tmp_path / "model.pt", weights_only=True)

@@ -1,29 +1,37 @@
-"""Faults and bad input: SAM training killed mid-epoch resumes; bad files and options fail clearly and harmlessly."""
+"""Faults and bad input: SAM and generator training killed mid-epoch resume; bad files, options and a full disk
+fail clearly and harmlessly."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+import itk
 import numpy as np
+import PIL.Image
 import pytest
 import torch
+from monai.data import PILWriter
 
 from monai_fetal.bundles import bundle_dir
 from monai_fetal.cli import main
 from monai_fetal.data.io import write_png
 from monai_fetal.data.phantom import make_phantom_cohort
-from monai_fetal.engines import latest_checkpoint
+from monai_fetal.data.writers import AtomicPILWriter
 from monai_fetal.networks import build_prompted_sam
+from monai_fetal.networks.diffusion import load_generator
 
-BUNDLE = bundle_dir("fetal_head_sam")
 EPOCHS = 3
 
 
@@ -35,15 +43,23 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _train_command(cohort: Path, out: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "configs" / "train.json"),
-        "--bundle_root", str(BUNDLE), "--dataset_dir", str(cohort), "--output_dir", str(out), "--shots", "4",
-        "--val_images", "1", "--batch_size", "1", "--augmentation_variants", "1", "--max_epochs", str(EPOCHS),
-    ]  # fmt: skip
+def _train_command(bundle: str, cohort: Path, out: Path, options: dict[str, object]) -> list[str]:
+    """``python -m monai.bundle run`` of ``bundle``'s train.json with ``options`` as ``--id value`` (Python literals)."""
+    root = bundle_dir(bundle)
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "train.json")]
+    for key, value in {"bundle_root": str(root), "dataset_dir": str(cohort), "output_dir": str(out), **options}.items():
+        command += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    return command
 
 
-def _wait_for(condition: Callable[[], bool], process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+def _sam_train_command(cohort: Path, out: Path) -> list[str]:
+    options = {"shots": 4, "val_images": 1, "batch_size": 1, "augmentation_variants": 1, "max_epochs": EPOCHS}
+    return _train_command("fetal_head_sam", cohort, out, options)
+
+
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen, log: Path, timeout: float = 600) -> None:
+    """Poll ``condition`` until it holds; fail if ``process`` ends first or after ``timeout`` seconds (the first run
+    of a session may also quantise the encoder to int8 for the session's model cache, about a minute)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -56,21 +72,58 @@ def test_training_killed_mid_epoch_resumes_to_the_same_epoch_count(cohort: Path,
     out, log = tmp_path / "run", tmp_path / "first.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with log.open("w") as handle:
-        first = subprocess.Popen(_train_command(cohort, out), stdout=handle, stderr=subprocess.STDOUT, env=env)
+        first = subprocess.Popen(_sam_train_command(cohort, out), stdout=handle, stderr=subprocess.STDOUT, env=env)
     _wait_for(lambda: (out / "checkpoint_epoch=1.pt").is_file() and "Epoch: 2/3, Iter: 1/4" in log.read_text(), first, log)
     first.send_signal(signal.SIGKILL)
     assert first.wait(30) == -signal.SIGKILL
     assert not (out / "checkpoint_epoch=2.pt").exists()
     build_prompted_sam("lite_medsam", checkpoint=out / "model.pt")
 
-    second = subprocess.run(_train_command(cohort, out), capture_output=True, text=True, env=env, timeout=600)
+    second = subprocess.run(_sam_train_command(cohort, out), check=False, capture_output=True, text=True, env=env, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming from {out / 'checkpoint_epoch=1.pt'}" in second.stdout + second.stderr
-    assert latest_checkpoint(out).name == f"checkpoint_epoch={EPOCHS}.pt" and not (out / "checkpoint_epoch=2.pt").exists()
+    assert [p.name for p in out.glob("checkpoint_*")] == [f"checkpoint_epoch={EPOCHS}.pt"]  # not the killed run's either
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
     trainer = torch.load(out / f"checkpoint_epoch={EPOCHS}.pt", weights_only=True)["trainer"]
     assert trainer["iteration"] == EPOCHS * trainer["epoch_length"] == EPOCHS * 4  # ended at epoch 3, as uninterrupted
     build_prompted_sam("lite_medsam", checkpoint=out / "model.pt")
+
+
+TINY_GENERATOR = {
+    "mode": "concat",
+    "image_size": [32, 48],
+    "unet_args": {"channels": [8, 16, 16], "attention_levels": [False, False, True], "num_head_channels": 8, "norm_num_groups": 8},
+    "epoch_length": 50,  # about 2 s an epoch: time to kill it mid-epoch
+    "batch_size": 2,
+    "max_epochs": EPOCHS,
+    "sample_count": 2,
+    "sample_steps": 2,
+    "sample_interval": 1,
+    "log_every": 1,
+}
+
+
+def test_generator_training_killed_mid_epoch_resumes_to_the_same_epoch_count(cohort: Path, tmp_path: Path) -> None:
+    out, log = tmp_path / "generator", tmp_path / "first.log"
+    checkpoints, first_grid = out / "checkpoints", out / "samples" / "epoch_0001.png"
+    command = _train_command("fetal_us_diffusion", cohort, out, TINY_GENERATOR)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("w") as handle:
+        first = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    _wait_for(lambda: (checkpoints / "checkpoint_epoch=1.pt").is_file() and "Epoch: 2/3, Iter: 1/50" in log.read_text(), first, log)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(30) == -signal.SIGKILL
+    assert [p.name for p in checkpoints.iterdir()] == ["checkpoint_epoch=1.pt"] and not (out / "model.pt").exists()
+    first_grid_written = first_grid.stat().st_mtime_ns
+
+    second = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert [p.name for p in checkpoints.iterdir()] == [f"checkpoint_epoch={EPOCHS}.pt"]  # no temporary or older ones left
+    assert first_grid.stat().st_mtime_ns == first_grid_written  # epoch 1 was not trained again: resumed from its checkpoint
+    assert sorted(p.name for p in first_grid.parent.iterdir()) == [f"epoch_{e:04d}.png" for e in range(1, EPOCHS + 1)]
+    trainer = torch.load(checkpoints / f"checkpoint_epoch={EPOCHS}.pt", weights_only=True)["trainer"]
+    assert trainer["iteration"] == EPOCHS * trainer["epoch_length"] == EPOCHS * 50  # ended at epoch 3, as uninterrupted
+    assert load_generator(out)[1]["image_size"] == [32, 48]
 
 
 @dataclass(frozen=True)
@@ -78,17 +131,19 @@ class BadInput:
     """A bad input: ``make(tmp, good_cohort)`` writes it and returns the CLI arguments that meet it.
 
     ``names`` are what the one-paragraph error must contain: the file or key at fault and the fix.
+    ``fault``, if given, sets up a fault of the machine (a full disk) for the command's run.
     """
 
     make: Callable[[Path, Path], list[str]]
     names: tuple[str, ...]
+    fault: Callable[[pytest.MonkeyPatch], None] | None = None
 
 
 def _cohort_with(tmp: Path, good: Path, image: np.ndarray | bytes | None, mask: np.ndarray | bytes | None) -> Path:
     """``good``'s first case copied to ``tmp/src``, with the image or mask replaced (array or raw file bytes)."""
     src = tmp / "src"
     for part, replacement in (("images", image), ("masks", mask)):
-        original = sorted((good / part).glob("*.png"))[0]
+        original = min((good / part).glob("*.png"))
         (src / part).mkdir(parents=True)
         target = src / part / original.name
         if replacement is None:
@@ -108,7 +163,7 @@ def _prepare(image=None, mask=None) -> Callable[[Path, Path], list[str]]:
 
 
 def _png_bytes(good: Path) -> bytes:
-    return sorted((good / "images").glob("*.png"))[0].read_bytes()
+    return min((good / "images").glob("*.png")).read_bytes()
 
 
 _SHAPE = (270, 400)
@@ -122,10 +177,51 @@ def _segment_with_checkpoint(state: object | None) -> Callable[[Path, Path], lis
     def make(tmp: Path, good: Path) -> list[str]:
         if state is not None:
             torch.save(state, tmp / "bad.pt")
-        image = sorted((good / "images").glob("*.png"))[0]
+        image = min((good / "images").glob("*.png"))
         return ["segment", str(image), "--out", str(tmp / "segmented"), "--checkpoint", str(tmp / "bad.pt")]
 
     return make
+
+
+_NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+def _no_free_space(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=1 << 30, used=1 << 30, free=0))
+
+
+def _png_write_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ITK on a full disk: a large PNG's write raises ``RuntimeError`` after writing part of the file."""
+
+    def imwrite(image: object, path: str) -> None:
+        Path(path).write_bytes(b"\x89PNG\r\n\x1a\n")
+        raise RuntimeError(f"ITK ERROR: PNGImageIO: Error while writing Slice to file: {path}\nReason: {_NO_SPACE}")
+
+    _no_free_space(monkeypatch)
+    monkeypatch.setattr(itk, "imwrite", imwrite)
+
+
+def _png_write_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ITK on a full disk: a small PNG's buffered write fails on closing, unreported, leaving an empty file."""
+    imwrite = itk.imwrite
+
+    def short_imwrite(image: object, path: str) -> None:
+        imwrite(image, path)
+        os.truncate(path, 0)
+
+    _no_free_space(monkeypatch)
+    monkeypatch.setattr(itk, "imwrite", short_imwrite)
+
+
+def _text_write_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python write on a full disk: part of the text is written, then ``OSError(ENOSPC)``."""
+    write_text = Path.write_text
+
+    def short_write_text(path: Path, text: str, *args, **kwargs) -> int:
+        write_text(path, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, _NO_SPACE)
+
+    monkeypatch.setattr(Path, "write_text", short_write_text)
 
 
 def _finetune(*options: str) -> Callable[[Path, Path], list[str]]:
@@ -154,6 +250,15 @@ BAD_INPUTS = {
         _finetune("--augmentation", "wek"),
         ("'augmentation'", "'weak'"),
     ),
+    "disk full: PNG write fails": BadInput(
+        _prepare(), (".prepared.partial/masks/phantom_0000.png", _NO_SPACE, "free disk space", "another output folder"), _png_write_fails
+    ),
+    "disk full: PNG written short, unreported": BadInput(
+        _prepare(), (".prepared.partial/masks/phantom_0000.png", _NO_SPACE, "free disk space"), _png_write_is_short
+    ),
+    "disk full: datalist write fails": BadInput(
+        _prepare(), (".prepared.partial/datalist.json", _NO_SPACE, "free disk space"), _text_write_fails
+    ),
     "missing image to segment": BadInput(
         lambda tmp, good: ["segment", str(tmp / "nowhere.png"), "--out", str(tmp / "segmented")],
         ("nowhere.png", "not found"),
@@ -179,7 +284,7 @@ def earlier_outputs(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     assert main(["prepare", str(cohort), str(root / "prepared")]) == 0
     for folder in ("segmented", "run"):
         (root / folder).mkdir()
-    (root / "segmented" / "phantom_000_mask.png").write_bytes(b"an earlier mask")
+    (root / "segmented" / "phantom_0000_mask.png").write_bytes(b"an earlier mask")
     torch.save({"network": {"w": torch.ones(1)}}, root / "run" / "model.pt")
     (root / "run" / "split.json").write_text('{"training": [], "validation": [], "test": []}\n')
     return root
@@ -187,13 +292,20 @@ def earlier_outputs(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_fails_clearly_and_keeps_earlier_outputs(
-    case: str, cohort: Path, earlier_outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: str,
+    cohort: Path,
+    earlier_outputs: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for folder in ("prepared", "segmented", "run"):
         os.symlink(earlier_outputs / folder, tmp_path / folder)
     before = _digest(earlier_outputs)
     bad = BAD_INPUTS[case]
     argv = bad.make(tmp_path, cohort)
+    if bad.fault is not None:
+        bad.fault(monkeypatch)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"monai-fetal {argv[0]}: error: " in err and "Traceback" not in err
@@ -201,3 +313,31 @@ def test_bad_input_fails_clearly_and_keeps_earlier_outputs(
         assert name in err, f"{name!r} not in: {err}"
     assert _digest(earlier_outputs) == before
     assert not [p for p in earlier_outputs.rglob(".*")]  # no partial or temporary folders left beside them
+    assert not [p for p in tmp_path.rglob(".*")]  # nor beside the links to them (a staging folder)
+
+
+def _mask_save_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIL on a full disk: part of the PNG is written, then ``OSError(ENOSPC)``."""
+
+    def save(image: PIL.Image.Image, fp: str, *args: object, **kwargs: object) -> None:
+        Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n")
+        raise OSError(errno.ENOSPC, _NO_SPACE)
+
+    monkeypatch.setattr(PIL.Image.Image, "save", save)
+
+
+def test_segment_writes_masks_whole_or_not_at_all(cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = min((cohort / "images").glob("*.png"))
+    mask = tmp_path / "segmented" / f"{image.stem}_mask.png"
+    assert main(["segment", str(image), "--out", str(mask.parent)]) == 0
+    with monkeypatch.context() as plain:
+        plain.setattr(AtomicPILWriter, "write", PILWriter.write)
+        assert main(["segment", str(image), "--out", str(tmp_path / "plain")]) == 0
+    earlier = mask.read_bytes()
+    assert earlier == (tmp_path / "plain" / mask.name).read_bytes()  # the bytes MONAI's PILWriter writes
+    _mask_save_fails(monkeypatch)
+    with pytest.raises(RuntimeError) as failed:  # MONAI's SaveImage re-raises a writer's error as text in a RuntimeError
+        main(["segment", str(image), "--out", str(mask.parent)])
+    assert f"{mask}: cannot be written ({_NO_SPACE})" in "".join(traceback.format_exception(failed.value))
+    assert mask.read_bytes() == earlier
+    assert [p.name for p in mask.parent.iterdir()] == [mask.name]  # no temporary file left

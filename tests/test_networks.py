@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -10,7 +13,7 @@ import torch
 from segment_anything import sam_model_registry
 
 from monai_fetal.errors import ConfigError, InputDataError
-from monai_fetal.networks import SAM_BUILDERS, PromptedSam, build_prompted_sam, frame_size_of
+from monai_fetal.networks import SAM_BUILDERS, PromptedSam, build_prompted_sam, default_precision, frame_size_of, openvino_runtime
 
 BOXES = torch.tensor([[30.0, 40.0, 200.0, 180.0], [10.0, 20.0, 120.0, 100.0]])
 
@@ -229,3 +232,85 @@ def test_bf16_encoder_is_close_to_fp32_and_cached_apart(tmp_path, images):
     assert fingerprint != net.set_precision("fp32").use_embedding_cache(tmp_path)._cache.fingerprint
     with pytest.raises(ConfigError, match="precision"):
         net.set_precision("fp16")
+
+
+def _mean_relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value - reference).abs().mean() / reference.abs().mean())
+
+
+def test_openvino_fp32_matches_torch_and_is_converted_once(model_cache, images, monkeypatch):
+    net = build_prompted_sam()
+    with torch.no_grad():
+        reference = net.encode(images)
+        converted = net.set_precision("ov-fp32").encode(images)
+    assert converted.dtype == torch.float32 and converted.shape == reference.shape
+    assert _mean_relative_error(converted, reference) < 1e-4
+    assert len(list(model_cache.glob("openvino/*-encoder-256-float/model.xml"))) == 1
+
+    def no_conversion(*args):
+        raise AssertionError("the cached OpenVINO model should have been read")
+
+    monkeypatch.setattr(openvino_runtime, "_convert", no_conversion)
+    with torch.no_grad():
+        again = build_prompted_sam().set_precision("ov-fp32").encode(images[:1])
+    assert torch.equal(again, converted[:1])
+
+
+def test_openvino_int8_is_close_to_fp32_and_is_the_cpu_default(model_cache):
+    assert default_precision("cpu") == "ov-int8"
+    assert default_precision("cuda") == "fp32"
+    net = build_prompted_sam()
+    images = torch.stack(openvino_runtime.phantom_frames(256, count=2, seed=1))  # in the calibrated range, unlike noise
+    with torch.no_grad():
+        reference = net.encode(images)
+        quantised = net.set_precision("ov-int8").encode(images)
+    assert _mean_relative_error(quantised, reference) < 0.3  # 0.2 measured (noise inputs: 0.9); Dice: test_sam_bundle
+    assert len(list(model_cache.glob("openvino/*-encoder-256-int8/model.xml"))) == 1
+    fingerprint = net.use_embedding_cache(model_cache / "embeddings")._cache.fingerprint
+    assert fingerprint != net.set_precision("ov-fp32").use_embedding_cache(model_cache / "embeddings")._cache.fingerprint
+
+
+def test_openvino_encoder_follows_new_weights_and_leaves_a_trainable_encoder_to_torch(images):
+    net = build_prompted_sam().set_precision("ov-fp32")
+    with torch.no_grad():
+        before = net.encode(images[:1])
+        state = {k: v + 0.1 if k.endswith("neck.3.bias") else v for k, v in net.state_dict().items()}
+        net.load_state_dict(state)
+        after = net.encode(images[:1])
+    assert torch.allclose(after, before + 0.1, atol=1e-4)
+    full = build_prompted_sam(trainable="full").set_precision("ov-fp32")
+    assert full.encode(images[:1]).requires_grad
+
+
+def test_openvino_precision_without_the_package_is_a_config_error(monkeypatch):
+    monkeypatch.setattr("monai_fetal.networks.prompted_sam.openvino_available", lambda int8=False: False)
+    with pytest.raises(ConfigError, match="pip install openvino"):
+        build_prompted_sam().set_precision("ov-int8")
+
+
+def test_frozen_decoder_runs_box_prompts_in_openvino_and_matches_torch(embeddings):
+    net = build_prompted_sam(trainable="none")
+    with torch.no_grad():
+        reference, reference_iou = net.decode(embeddings, BOXES, return_iou=True)
+        converted, iou = net.set_precision("ov-fp32").decode(embeddings, BOXES, return_iou=True)
+        unprompted = net.decode(embeddings)
+    assert "box_decoder" in net._openvino
+    assert converted.shape == reference.shape and iou.shape == reference_iou.shape
+    assert torch.allclose(converted, reference, atol=1e-3) and torch.allclose(iou, reference_iou, atol=1e-4)
+    assert unprompted.shape == reference.shape
+    trainable = build_prompted_sam(trainable="decoder").set_precision("ov-fp32")
+    assert trainable.decode(embeddings, BOXES).requires_grad and "box_decoder" not in trainable._openvino
+
+
+def test_openvino_conversion_sends_no_telemetry(tmp_path):
+    code = (
+        "import torch; from monai_fetal.networks.openvino_runtime import OpenVinoModel; "
+        "model = OpenVinoModel(torch.nn.Linear(2, 2), (torch.zeros(1, 2),), 'linear'); print(model(torch.ones(3, 2))[0].shape)"
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "MONAI_FETAL_CACHE": str(tmp_path / "cache")}
+    env.pop("CI", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "torch.Size([3, 2])" in result.stdout
+    assert (tmp_path / "cache" / "openvino" / "linear" / "model.xml").is_file()
+    assert not (tmp_path / "intel").exists()  # OpenVINO's telemetry client id, written when telemetry is on

@@ -5,11 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, FillHoles, Invertd, LoadImaged
 from scipy import ndimage
-from monai.transforms import Compose, Invertd, LoadImaged
 
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask
-from monai_fetal.transforms import BoxFromMaskd, Greyscaled, OutlineToFilledMaskd, SamFramed, ScaleBoxd, box_from_mask
+from monai_fetal.transforms import (
+    BoxFromMaskd,
+    FillBinaryHolesd,
+    Greyscaled,
+    OutlineToFilledMaskd,
+    SamFramed,
+    ScaleBoxd,
+    box_from_mask,
+    fill_binary_holes,
+)
 
 
 def _head(shape=(120, 200)) -> np.ndarray:
@@ -118,3 +128,17 @@ def test_real_hc18_pipeline_frames_image_and_box(hc18_subset):
     assert data["image"][:, 174:, :].abs().max() == 0
     frame_area = data["label"].sum().item() / (173 * 256)
     assert 0.05 < frame_area < 0.6
+
+
+def test_binary_hole_filling_matches_monai_fill_holes_and_keeps_metadata():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((1, 60, 90)) > threshold for threshold in (0.3, 0.5, 0.7)]
+    yy, xx = np.mgrid[:60, :90]
+    ring = ((yy - 30) / 20) ** 2 + ((xx - 45) / 30) ** 2
+    masks.append(((ring <= 1) & (ring >= 0.5))[None])  # one big hole, and the background outside
+    for mask in masks:
+        tensor = MetaTensor(torch.from_numpy(mask.astype(np.float32)), meta={"filename_or_obj": "x.png"})
+        ours = FillBinaryHolesd("pred")({"pred": tensor})["pred"]
+        assert torch.equal(ours.as_tensor(), FillHoles(applied_labels=[1])(tensor).as_tensor())
+        assert ours.dtype == torch.float32 and ours.meta["filename_or_obj"] == "x.png"
+    assert fill_binary_holes(masks[-1][0]).sum() == (ring <= 1).sum()

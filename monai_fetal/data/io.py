@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import itk
@@ -13,6 +15,7 @@ from monai_fetal.errors import InputDataError
 __all__ = ["IMAGE_SUFFIXES", "read_image", "read_mask", "write_png", "to_uint8", "strip_suffix"]
 
 IMAGE_SUFFIXES = (".png", ".nii.gz", ".nii", ".nrrd", ".mha", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk that ends every complete PNG
 
 
 def strip_suffix(name: str) -> str:
@@ -87,6 +90,20 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Write a ``uint8`` 2-D array to PNG atomically (temporary file in the same folder, then rename)."""
+    """Write a ``uint8`` 2-D array to PNG atomically (temporary file in the same folder, then rename).
+
+    Raises:
+        DiskFullError: the disk is full (also where ITK wrote a short file without saying so).
+    """
     with atomic_path(path) as tmp:
         itk.imwrite(itk.image_from_array(np.ascontiguousarray(array, dtype=np.uint8)), str(tmp))
+        _check_complete_png(tmp)
+
+
+def _check_complete_png(path: Path) -> None:
+    """Raise ``OSError`` unless ``path`` ends as a PNG does: ITK ignores writes that fail on closing (a full disk)."""
+    with path.open("rb") as file:
+        file.seek(0, os.SEEK_END)
+        file.seek(max(0, file.tell() - len(_PNG_END)))
+        if file.read() != _PNG_END:
+            raise OSError(errno.EIO, "ITK wrote an incomplete PNG", str(path))

@@ -46,7 +46,7 @@ def prepare_cohort(
     """Convert ``src`` into the cohort folder ``out`` and return the path of its ``datalist.json``.
 
     Outline annotations are filled by ellipse fit. The folder is built under a temporary name and
-    renamed at the end: an interrupted run leaves ``out`` as it was. An existing complete ``out`` is
+    renamed at the end: a failed or interrupted run leaves ``out`` as it was. An existing complete ``out`` is
     kept as it is unless ``overwrite``.
 
     Args:
@@ -58,8 +58,8 @@ def prepare_cohort(
         progress: show a progress bar.
 
     Raises:
-        InputDataError: ``src`` is unusable, some cases are bad and not ``skip_bad``, or ``out``
-            exists and is not a cohort folder.
+        InputDataError: ``src`` is unusable, some cases are bad and not ``skip_bad``, ``out``
+            exists and is not a cohort folder, or the disk is full (``DiskFullError``).
     """
     src, out = Path(src), Path(out)
     datalist = out / DATALIST_NAME
@@ -74,6 +74,19 @@ def prepare_cohort(
     staging = out.with_name(f".{out.name}.partial")
     if staging.exists():
         shutil.rmtree(staging)
+    try:
+        items = _write_cases(cases, staging, name, skip_bad, progress, src)
+        write_cohort_index(staging, items, name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed or interrupted run leaves nothing beside ``out``
+        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    replace_dir(staging, out)
+    return datalist
+
+
+def _write_cases(cases: list[Case], staging: Path, name: str, skip_bad: bool, progress: bool, src: Path) -> list[CohortItem]:
+    """Validate ``cases`` and write the usable ones into ``staging``; their datalist items."""
     items, failures = [], []
     for case in tqdm(cases, desc=f"prepare {name}", disable=not progress, unit="img"):
         try:
@@ -84,7 +97,6 @@ def prepare_cohort(
         write_pair(staging, case.id, image, mask)
         items.append(CohortItem(case.id, case.patient, name, case.spacing, case.hc_mm))
     if failures and not skip_bad:
-        shutil.rmtree(staging, ignore_errors=True)
         listing = "\n".join(f"  - {err}" for err in failures)
         raise InputDataError(
             src,
@@ -94,12 +106,8 @@ def prepare_cohort(
     for err in failures:
         logger.warning("skipped: %s", err)
     if not items:
-        shutil.rmtree(staging, ignore_errors=True)
         raise InputDataError(src, "no usable case", "check the annotations")
-    write_cohort_index(staging, items, name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    replace_dir(staging, out)
-    return datalist
+    return items
 
 
 def ensure_cohort(src: str | Path, prepared: str | Path) -> str:

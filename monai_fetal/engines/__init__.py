@@ -1,10 +1,10 @@
 """What MONAI's engines need for prompted SAM and conditional diffusion."""
 
 from monai_fetal.engines.auto_prompt import AutoBoxPrompt
-from monai_fetal.engines.checkpoints import BestModelSaver, ResumeHandler, latest_checkpoint
+from monai_fetal.engines.checkpoints import BestModelSaver, ResumableCheckpointSaver, ResumeHandler, latest_checkpoint
 from monai_fetal.engines.evaluation_handlers import EvaluationReportWriter, HeadCircumferenceErrorHandler
-from monai_fetal.engines.sam_batch import SamPrepareBatch
 from monai_fetal.engines.losses import MaskAndLocatorLoss
+from monai_fetal.engines.sam_batch import SamPrepareBatch
 from monai_fetal.engines.sam_inferer import SamInferer, SamTrainingInferer
 from monai_fetal.engines.variants import AugmentationVariantDataset
 
@@ -14,10 +14,11 @@ __all__ = [
     "BestModelSaver",
     "EvaluationReportWriter",
     "HeadCircumferenceErrorHandler",
-    "ResumeHandler",
     "MaskAndLocatorLoss",
+    "ResumableCheckpointSaver",
+    "ResumeHandler",
     "SamInferer",
-    "SamTrainingInferer",
     "SamPrepareBatch",
+    "SamTrainingInferer",
     "latest_checkpoint",
 ]

@@ -1,4 +1,5 @@
-"""Resumable training: load the newest epoch checkpoint at start; keep the best network by a metric."""
+"""Resumable training: load the newest epoch checkpoint at start, keep the newest ones across resumed runs,
+keep the best network by a metric."""
 
 from __future__ import annotations
 
@@ -9,24 +10,30 @@ from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointLoader
+from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from monai_fetal.atomic import atomic_path
 from monai_fetal.errors import InputDataError
 
-__all__ = ["latest_checkpoint", "ResumeHandler", "BestModelSaver"]
+__all__ = ["BestModelSaver", "ResumableCheckpointSaver", "ResumeHandler", "latest_checkpoint"]
 
 logger = logging.getLogger(__name__)
 _EPOCH_FILE = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
 
 
-def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """Newest ``checkpoint_epoch=N.pt`` (as MONAI's ``CheckpointSaver`` names them) in the folder, or ``None``."""
+def _epoch_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(N, path)`` of each ``checkpoint_epoch=N.pt`` (as MONAI's ``CheckpointSaver`` names them) in the folder,
+    newest first."""
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.search(p.name))]
-    return max(found)[1] if found else None
+        return []
+    return sorted(((int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.search(p.name))), reverse=True)
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """Newest ``checkpoint_epoch=N.pt`` in the folder, or ``None``."""
+    found = _epoch_checkpoints(checkpoint_dir)
+    return found[0][1] if found else None
 
 
 class ResumeHandler:
@@ -57,6 +64,29 @@ class ResumeHandler:
                 f"cannot be resumed with this configuration ({str(error).splitlines()[0]})",
                 "rerun with the settings that wrote it, or give a new output folder to start afresh",
             ) from error
+
+
+class ResumableCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` whose ``n_saved`` also counts the epoch checkpoints of earlier runs.
+
+    MONAI's removes only the files it wrote itself, so the checkpoints of a killed run stay beside those
+    of the run that resumed it. After each epoch checkpoint, this one also removes the older
+    ``checkpoint_epoch=N.pt`` in ``save_dir`` beyond the newest ``n_saved`` (counting the one just written);
+    it never removes that one, newer ones, or other files (``model.pt``, best-metric files).
+    """
+
+    def __init__(self, save_dir: str, save_dict: dict, n_saved: int | None = None, **kwargs: object) -> None:
+        super().__init__(save_dir, save_dict, n_saved=n_saved, **kwargs)
+        self.n_saved = n_saved
+
+    def interval_completed(self, engine: Engine) -> None:
+        super().interval_completed(engine)
+        if self.n_saved is None or not self.epoch_level:
+            return
+        up_to_now = [path for epoch, path in _epoch_checkpoints(self.save_dir) if epoch <= engine.state.epoch]
+        for path in up_to_now[self.n_saved :]:
+            path.unlink()
+            logger.info("removed %s (keeping the newest %d epoch checkpoints)", path, self.n_saved)
 
 
 class BestModelSaver:

@@ -108,9 +108,7 @@ def _check_image_size(size: object, multiple: int) -> list[int]:
         and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % multiple == 0 for v in size)
     )
     if not ok:
-        raise ConfigError(
-            "image_size", size, f"a positive size divisible by {multiple} (the UNet's downsampling), e.g. 64 or [64, 96]"
-        )
+        raise ConfigError("image_size", size, f"a positive size divisible by {multiple} (the UNet's downsampling), e.g. 64 or [64, 96]")
     return [int(size[0]), int(size[1])]
 
 
@@ -197,9 +195,7 @@ class MaskConditionedDiffusion(nn.Module):
         """Channels that are generated: 2 (image and mask) in ``joint`` mode, else 1 (image)."""
         return 2 if self.mode == "joint" else 1
 
-    def forward(
-        self, x: torch.Tensor, timesteps: torch.Tensor | None = None, context: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted noise ``[B, image_channels, H, W]``.
 
         Args:

