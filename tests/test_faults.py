@@ -341,3 +341,17 @@ def test_segment_writes_masks_whole_or_not_at_all(cohort: Path, tmp_path: Path, 
     assert f"{mask}: cannot be written ({_NO_SPACE})" in "".join(traceback.format_exception(failed.value))
     assert mask.read_bytes() == earlier
     assert [p.name for p in mask.parent.iterdir()] == [mask.name]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "bundle, typo, meant", [("fetal_head_sam", "max_epoch", "max_epochs"), ("fetal_us_diffusion", "max_epoch", "max_epochs")]
+)
+def test_mistyped_override_under_monai_bundle_run_is_refused_before_writing(
+    cohort: Path, tmp_path: Path, bundle: str, typo: str, meant: str
+) -> None:
+    out = tmp_path / "run"
+    command = _train_command(bundle, cohort, out, {typo: 2})
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert f"'{typo}'" in result.stderr and f"did you mean '{meant}'?" in result.stderr
+    assert not out.exists()
