@@ -64,12 +64,10 @@ def _components(precision: str, device: str, output_dir: Path):
 
 
 def _prompt_box(mask: torch.Tensor) -> torch.Tensor:
-    """The ground-truth box on the original image (x along columns), widened by ``BOX_MARGIN``."""
-    from monai_fetal.transforms import box_from_mask
+    """The ground-truth box on the original image (x along columns), widened by ``BOX_MARGIN`` as evaluation does."""
+    from monai_fetal.transforms import BoxFromMaskd
 
-    box = box_from_mask(mask.T)  # the mask is in MONAI's [W, H] loading order
-    size = torch.stack([box[2] - box[0], box[3] - box[1]]).repeat(2)
-    return box + BOX_MARGIN * size * torch.tensor([-1.0, -1.0, 1.0, 1.0])
+    return BoxFromMaskd("label", margin=BOX_MARGIN)({"label": mask.T[None]})["box"]  # mask in MONAI's [W, H] order
 
 
 def precision_case(precision: str, device_name: str, cohort: str, images: int, repeats: int, threads: int) -> dict:

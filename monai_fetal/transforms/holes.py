@@ -7,8 +7,8 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type
 from scipy import ndimage
 
 __all__ = ["FillBinaryHolesd", "fill_binary_holes"]
@@ -40,9 +40,6 @@ class FillBinaryHolesd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             mask = d[key]
-            filled = torch.from_numpy(np.stack([fill_binary_holes(c) for c in np.asarray(torch.as_tensor(mask).cpu()) > 0]))
-            filled = filled.to(mask.device, mask.dtype)
-            d[key] = (
-                MetaTensor(filled, meta=mask.meta, applied_operations=mask.applied_operations) if isinstance(mask, MetaTensor) else filled
-            )
+            filled = np.stack([fill_binary_holes(channel) for channel in np.asarray(torch.as_tensor(mask).cpu()) > 0])
+            d[key] = convert_to_dst_type(filled, dst=mask)[0]  # the input's type, dtype, device and metadata
         return d
