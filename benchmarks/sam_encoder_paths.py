@@ -4,8 +4,10 @@ The encoder is 95 % of LiteMedSAM's FLOPs. Each path encodes the same phantom fr
 in the calibrated range of the int8 paths); the error is the mean absolute difference from torch
 fp32 relative to its mean absolute value. Paths: torch fp32 (stock), channels-last, bf16 autocast,
 ``torch.compile`` (fp32 and bf16; compile time reported), int8 dynamic quantisation of the linear
-layers, ONNX Runtime fp32 (when ``onnxruntime`` is installed), and OpenVINO fp32, bf16 and int8
-(the project's ``ov-*`` precisions). Dice per path is measured end to end by ``sam_end_to_end.py``.
+layers, ONNX Runtime fp32 (when ``onnxruntime`` is installed), OpenVINO fp32, bf16 and int8
+(the project's ``ov-*`` precisions, converted from ``tiny_vit_export``'s rewrite of the TinyViT), and
+OpenVINO int8 of the vendored TinyViT graph as it is (what the rewrite gains). Dice per path is
+measured end to end by ``sam_end_to_end.py``.
 
     python benchmarks/sam_encoder_paths.py --out benchmarks/results/sam_encoder_paths_cpu.json
 """
@@ -27,8 +29,8 @@ from pathlib import Path
 import torch
 
 from monai_fetal.atomic import write_json_atomic
-from monai_fetal.networks import build_prompted_sam
-from monai_fetal.networks.openvino_runtime import openvino_available, phantom_frames
+from monai_fetal.networks import build_prompted_sam, module_fingerprint
+from monai_fetal.networks.openvino_runtime import OpenVinoModel, openvino_available, phantom_frames
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -64,6 +66,15 @@ def _openvino(precision: str) -> Encoder:
     return lambda image: net.encode(image)
 
 
+def _openvino_vendored_int8() -> Encoder:
+    """The ``ov-int8`` path on the vendored TinyViT graph as it is, without ``tiny_vit_export``'s rewrite."""
+    net = build_prompted_sam(trainable="none")
+    name = f"{module_fingerprint(net.image_encoder, net.name)}-benchmark-vendored-graph-int8"
+    calibration = [net.normalize(frame[None])[0] for frame in phantom_frames(256)]  # what PromptedSam calibrates on
+    model = OpenVinoModel(net.image_encoder, (torch.zeros(1, 3, 256, 256),), name, "bf16", lambda: calibration)
+    return lambda image: model(net.normalize(image))[0]
+
+
 def _paths(encoder: torch.nn.Module, example: torch.Tensor, threads: int, compile_paths: bool) -> dict[str, Callable[[], Encoder]]:
     """Builders of every available path (built one at a time, so a failing path is reported, not fatal)."""
     paths: dict[str, Callable[[], Encoder]] = {
@@ -84,33 +95,30 @@ def _paths(encoder: torch.nn.Module, example: torch.Tensor, threads: int, compil
     for precision in ("ov-fp32", "ov-bf16", "ov-int8"):
         if openvino_available(int8=precision == "ov-int8"):
             paths[f"openvino {precision[3:]}"] = lambda precision=precision: _openvino(precision)
+    if openvino_available(int8=True):
+        paths["openvino int8, vendored TinyViT graph"] = _openvino_vendored_int8
     return paths
 
 
-def _measure(path: Encoder, frames: list[torch.Tensor], reference: list[torch.Tensor], repeats: int) -> dict:
-    with torch.no_grad():
-        start = time.perf_counter()
-        outputs = [path(frame) for frame in frames]  # warm-up and first-call cost (conversion, compilation)
-        first = time.perf_counter() - start
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for frame in frames:
-                path(frame)
-            times.append((time.perf_counter() - start) / len(frames))
+def _first_pass(path: Encoder, frames: list[torch.Tensor], reference: list[torch.Tensor]) -> dict:
+    """Warm-up pass (with the first call's conversion or compilation): its time and the path's error."""
+    start = time.perf_counter()
+    outputs = [path(frame) for frame in frames]
+    first = time.perf_counter() - start
     error = statistics.fmean(float((out - ref).abs().mean() / ref.abs().mean()) for out, ref in zip(outputs, reference))
-    return {
-        "s_per_image": times,
-        "median": statistics.median(times),
-        "min": min(times),
-        "max": max(times),
-        "first_pass_s": first,
-        "relative_error": error,
-    }
+    return {"first_pass_s": first, "relative_error": error}
+
+
+def _timed_pass(path: Encoder, frames: list[torch.Tensor]) -> float:
+    start = time.perf_counter()
+    for frame in frames:
+        path(frame)
+    return (time.perf_counter() - start) / len(frames)
 
 
 def run_benchmark(images: int, repeats: int, threads: int, compile_paths: bool) -> dict:
-    """Every path on the same frames; returns the JSON-able results."""
+    """Every path on the same frames, the timed passes interleaved (one pass of each path per round), so a
+    change of the machine's speed during the run falls on all paths alike; returns the JSON-able results."""
     torch.set_num_threads(threads)
     encoder = build_prompted_sam().image_encoder.eval()
     frames = [frame[None] for frame in phantom_frames(256, images, seed=1)]
@@ -122,16 +130,27 @@ def run_benchmark(images: int, repeats: int, threads: int, compile_paths: bool) 
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "threads": threads,
+        "timing": f"{repeats} rounds; each round times one pass of every path over the frames",
         "paths": {},
     }
-    for name, build in _paths(encoder, frames[0], threads, compile_paths).items():
-        try:
-            start = time.perf_counter()
-            path = build()
-            results["paths"][name] = {"build_s": time.perf_counter() - start, **_measure(path, frames, reference, repeats)}
-        except Exception as error:  # a path this machine cannot run is reported, the others still measured
-            results["paths"][name] = {"error": f"{type(error).__name__}: {error}"}
-        print(name, json.dumps({k: v for k, v in results["paths"][name].items() if k != "s_per_image"}), flush=True)
+    built: dict[str, Encoder] = {}
+    with torch.no_grad():
+        for name, build in _paths(encoder, frames[0], threads, compile_paths).items():
+            try:
+                start = time.perf_counter()
+                built[name] = build()
+                results["paths"][name] = {"build_s": time.perf_counter() - start, **_first_pass(built[name], frames, reference)}
+            except Exception as error:  # a path this machine cannot run is reported, the others still measured
+                built.pop(name, None)
+                results["paths"][name] = {"error": f"{type(error).__name__}: {error}"}
+        times: dict[str, list[float]] = {name: [] for name in built}
+        for _ in range(repeats):
+            for name, path in built.items():
+                times[name].append(_timed_pass(path, frames))
+    for name, seconds in times.items():
+        case = results["paths"][name]
+        case.update(s_per_image=seconds, median=statistics.median(seconds), min=min(seconds), max=max(seconds))
+        print(name, json.dumps({k: v for k, v in case.items() if k != "s_per_image"}), flush=True)
     stock = results["paths"]["torch fp32"]["median"]
     for case in results["paths"].values():
         if "median" in case:

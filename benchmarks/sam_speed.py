@@ -1,7 +1,8 @@
 """Prompted-SAM speed: inference s/image and fine-tuning s/epoch per trainable policy, with peak memory.
 
 Each case runs in a fresh process (so its peak memory is its own) and is timed ``--repeats`` times
-after one warm-up; the JSON holds every timing and their median. CPU always; CUDA when present.
+after one warm-up; the JSON holds every timing and their median. CPU always; CUDA when present
+(inference at batch 1, 8 and 32 in fp32 and bf16 there).
 
     python benchmarks/sam_speed.py --out benchmarks/results/sam_speed_cpu.json
 """
@@ -25,6 +26,10 @@ from timing import peak_memory_mb, synchronize
 
 EPOCH_IMAGES = 20  # a 5-shot run with 4 augmentation variants
 BATCH = 8
+INFERENCE_CASES = {  # (batch, encoder precision) per device; the CPU paths are compared in sam_end_to_end.py
+    "cpu": [(1, "fp32"), (8, "fp32")],
+    "cuda": [(batch, precision) for precision in ("fp32", "bf16") for batch in (1, 8, 32)],
+}
 
 
 def _timed(function, repeats: int, device: torch.device) -> list[float]:
@@ -53,11 +58,11 @@ def _batches(count: int, size: int, frame: int, device: torch.device) -> list[tu
     return out
 
 
-def inference_case(device_name: str, batch: int, repeats: int, threads: int) -> dict:
-    """Seconds per image for encode + decode of ``batch`` images with boxes, no gradient."""
+def inference_case(device_name: str, batch: int, repeats: int, threads: int, precision: str = "fp32") -> dict:
+    """Seconds per image for encode + decode of ``batch`` images with boxes, no gradient, encoder in ``precision``."""
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    net = build_prompted_sam().to(device).eval()
+    net = build_prompted_sam().to(device).eval().set_precision(precision)
     ((images, _, boxes),) = _batches(batch, batch, net.frame_size, device)
 
     def run() -> None:
@@ -65,7 +70,8 @@ def inference_case(device_name: str, batch: int, repeats: int, threads: int) -> 
             net(images, boxes)
 
     times = _timed(run, repeats, device)
-    return {"s_per_image": [t / batch for t in times], "peak_memory_mb": peak_memory_mb(device)}
+    images_per_s = batch / statistics.median(times)
+    return {"s_per_image": [t / batch for t in times], "images_per_s": images_per_s, "peak_memory_mb": peak_memory_mb(device)}
 
 
 def training_case(device_name: str, trainable: str, cached: bool, repeats: int, threads: int, cache_dir: str) -> dict:
@@ -116,15 +122,14 @@ def run_benchmarks(devices: list[str], repeats: int, full_repeats: int, threads:
     for device in devices:
         label = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({threads} threads)"
         cases: dict = {"device_name": label, "inference": {}, "training": {}}
-        for batch in (1, 8):
-            cases["inference"][f"batch_{batch}"] = _in_fresh_process(inference_case, device, batch, repeats, threads)
+        for batch, precision in INFERENCE_CASES[device]:
+            key = f"batch_{batch}" if precision == "fp32" else f"batch_{batch}/{precision}"
+            cases["inference"][key] = _in_fresh_process(inference_case, device, batch, repeats, threads, precision)
         for trainable in ("decoder", "decoder+prompt", "full"):
             for cached in (True, False) if trainable != "full" else (False,):
                 n = repeats if trainable != "full" else full_repeats
                 key = f"{trainable}/{'cached' if cached else 'encoder'}"
-                cases["training"][key] = _in_fresh_process(
-                    training_case, device, trainable, cached, n, threads, str(cache_dir / device)
-                )
+                cases["training"][key] = _in_fresh_process(training_case, device, trainable, cached, n, threads, str(cache_dir / device))
         decoder = cases["training"]
         cases["cache_speedup_decoder"] = decoder["decoder/encoder"]["median"] / decoder["decoder/cached"]["median"]
         results["devices"][device] = cases

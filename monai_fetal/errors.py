@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -58,15 +59,25 @@ class DiskFullError(InputDataError):
         )
 
 
+# MONAI's SaveImage turns its writers' exceptions into text inside one RuntimeError (the chain is lost)
+_SAVE_IMAGE_FAILURE = re.compile(
+    r"cannot find a suitable writer for (?P<path>.+?)\.\n.*DiskFullError: .*?cannot be written \((?P<reason>[^)]*)\)", re.S
+)
+
+
 def user_error_in(error: BaseException) -> MonaiFetalError | None:
     """The user error behind ``error`` (bundle expressions wrap exceptions): a :class:`MonaiFetalError` in its
-    chain, or a :class:`DiskFullError` for an ``OSError`` of a full disk or quota; ``None`` if there is none."""
+    chain, or a :class:`DiskFullError` for an ``OSError`` of a full disk or quota, or for a MONAI ``SaveImage``
+    failure whose writer met one; ``None`` if there is none."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, MonaiFetalError):
             return error
         if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
             return DiskFullError(error.filename or "an output file", os.strerror(error.errno))
+        saving = _SAVE_IMAGE_FAILURE.search(str(error)) if isinstance(error, RuntimeError) else None
+        if saving is not None:
+            return DiskFullError(saving["path"], saving["reason"])
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None

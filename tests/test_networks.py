@@ -14,6 +14,7 @@ from segment_anything import sam_model_registry
 
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks import SAM_BUILDERS, PromptedSam, build_prompted_sam, default_precision, frame_size_of, openvino_runtime
+from monai_fetal.networks.tiny_vit_export import export_friendly
 
 BOXES = torch.tensor([[30.0, 40.0, 200.0, 180.0], [10.0, 20.0, 120.0, 100.0]])
 
@@ -245,7 +246,7 @@ def test_openvino_fp32_matches_torch_and_is_converted_once(model_cache, images, 
         converted = net.set_precision("ov-fp32").encode(images)
     assert converted.dtype == torch.float32 and converted.shape == reference.shape
     assert _mean_relative_error(converted, reference) < 1e-4
-    assert len(list(model_cache.glob("openvino/*-encoder-256-float/model.xml"))) == 1
+    assert len(list(model_cache.glob("openvino/*-encoder-256-float-r*/model.xml"))) == 1
 
     def no_conversion(*args):
         raise AssertionError("the cached OpenVINO model should have been read")
@@ -254,6 +255,22 @@ def test_openvino_fp32_matches_torch_and_is_converted_once(model_cache, images, 
     with torch.no_grad():
         again = build_prompted_sam().set_precision("ov-fp32").encode(images[:1])
     assert torch.equal(again, converted[:1])
+
+
+def test_export_friendly_encoder_computes_the_same_function_and_leaves_the_original_alone(images):
+    encoder = build_prompted_sam().image_encoder.eval()
+    state = {name: value.clone() for name, value in encoder.state_dict().items()}
+    exported = export_friendly(encoder)
+    blocks = [module for module in exported.modules() if type(module).__name__ == "_TokenBlock"]
+    assert len(blocks) == 10  # TinyViT depths 2 + 6 + 2 after the convolutional stage
+    with torch.no_grad():
+        reference, rewritten = encoder(images), exported(images)
+    assert _mean_relative_error(rewritten, reference) < 1e-5
+    assert all(torch.equal(value, state[name]) for name, value in encoder.state_dict().items())
+    assert type(encoder.layers[1].blocks[0]).__name__ == "TinyViTBlock"
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    copied = export_friendly(plain)
+    assert copied is not plain and torch.equal(copied[0].weight, plain[0].weight)
 
 
 def test_openvino_int8_is_close_to_fp32_and_is_the_cpu_default(model_cache):
@@ -265,7 +282,7 @@ def test_openvino_int8_is_close_to_fp32_and_is_the_cpu_default(model_cache):
         reference = net.encode(images)
         quantised = net.set_precision("ov-int8").encode(images)
     assert _mean_relative_error(quantised, reference) < 0.3  # 0.2 measured (noise inputs: 0.9); Dice: test_sam_bundle
-    assert len(list(model_cache.glob("openvino/*-encoder-256-int8/model.xml"))) == 1
+    assert len(list(model_cache.glob("openvino/*-encoder-256-int8-r*/model.xml"))) == 1
     fingerprint = net.use_embedding_cache(model_cache / "embeddings")._cache.fingerprint
     assert fingerprint != net.set_precision("ov-fp32").use_embedding_cache(model_cache / "embeddings")._cache.fingerprint
 
@@ -312,5 +329,5 @@ def test_openvino_conversion_sends_no_telemetry(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "torch.Size([3, 2])" in result.stdout
-    assert (tmp_path / "cache" / "openvino" / "linear" / "model.xml").is_file()
+    assert (tmp_path / "cache" / "openvino" / f"linear-r{openvino_runtime.GRAPH_REVISION}" / "model.xml").is_file()
     assert not (tmp_path / "intel").exists()  # OpenVINO's telemetry client id, written when telemetry is on

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 CALIBRATION_IMAGES = 16
 CALIBRATION_SIZE = (272, 400)  # HC18's aspect; LiteMedSAM's frame is 256 px
 _MODEL_FILE = "model.xml"
+# In cached folder names; bumped whenever the conversion, or a graph given to it (tiny_vit_export), changes.
+GRAPH_REVISION = 2
 
 
 def openvino_available(int8: bool = False) -> bool:
@@ -88,7 +90,7 @@ def _convert(module: nn.Module, examples: tuple[torch.Tensor, ...], target: Path
         import openvino as ov
 
         warnings.simplefilter("ignore")
-        model = ov.convert_model(module.eval(), example_input=examples)
+        model = ov.convert_model(module.eval(), example_input=examples, input=[tuple(example.shape) for example in examples])  # static
         if calibration is not None:
             import nncf
 
@@ -113,7 +115,7 @@ class OpenVinoModel:
     Args:
         module: the torch module (converted when ``name`` is not cached yet; it is not kept).
         examples: one batch-1 input per argument of ``module``, for tracing.
-        name: names the cached IR; must change with the weights (put a fingerprint in it).
+        name: names the cached IR (with :data:`GRAPH_REVISION`); must change with the weights (put a fingerprint in it).
         precision: OpenVINO's inference precision, ``f32`` or ``bf16`` (``f32`` where the CPU has no
             native bfloat16).
         calibration: single-input samples (without batch axis) to int8-quantise on, called only when
@@ -133,7 +135,7 @@ class OpenVinoModel:
         with _without_telemetry():
             import openvino as ov
 
-        folder = openvino_cache_dir() / name
+        folder = openvino_cache_dir() / f"{name}-r{GRAPH_REVISION}"
         if not (folder / _MODEL_FILE).is_file():
             if calibration is not None:
                 logger.info("quantising %s to int8 once (about a minute on 2 cores); cached in %s", name, folder)

@@ -15,6 +15,7 @@ from monai_fetal.errors import ConfigError
 from monai_fetal.networks.embedding_cache import EmbeddingCache, module_fingerprint
 from monai_fetal.networks.locator import HeadLocator
 from monai_fetal.networks.openvino_runtime import OpenVinoModel, openvino_available, phantom_frames
+from monai_fetal.networks.tiny_vit_export import export_friendly
 
 __all__ = ["PromptedSam", "PARTS", "TRAINABLE", "PRECISIONS", "default_precision"]
 
@@ -174,7 +175,7 @@ class PromptedSam(nn.Module):
             int8 = self.precision == "ov-int8"
             fingerprint = module_fingerprint(self.image_encoder, self.name)
             self._openvino["encoder"] = OpenVinoModel(
-                self.image_encoder,
+                export_friendly(self.image_encoder),
                 (torch.zeros(1, 3, self.frame_size, self.frame_size),),
                 f"{fingerprint}-encoder-{self.frame_size}-{'int8' if int8 else 'float'}",
                 OPENVINO_HINTS[self.precision],

