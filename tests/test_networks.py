@@ -114,6 +114,15 @@ def test_trainable_policies_freeze_the_right_parts(trainable, trained):
     assert net.image_encoder.training == ("image_encoder" in trained)  # frozen batch norms keep their statistics
 
 
+def test_asking_for_the_current_mode_does_not_walk_the_modules_again(monkeypatch):
+    net = build_prompted_sam(trainable="decoder").eval()
+    with monkeypatch.context() as patch:
+        patch.setattr(net.mask_decoder, "train", lambda mode=True: pytest.fail("eval() walked the modules again"))
+        assert net.eval() is net  # what MONAI's evaluators do every iteration
+    net.train()
+    assert net.training and net.mask_decoder.training and not net.image_encoder.training
+
+
 def test_decoder_policy_trains_only_the_decoder_from_embeddings(embeddings):
     net = build_prompted_sam(trainable="decoder").train()
     net.decode(embeddings, BOXES).sigmoid().mean().backward()
