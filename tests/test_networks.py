@@ -278,8 +278,7 @@ def test_export_friendly_encoder_computes_the_same_function_and_leaves_the_origi
     assert all(torch.equal(value, state[name]) for name, value in encoder.state_dict().items())
     assert type(encoder.layers[1].blocks[0]).__name__ == "TinyViTBlock"
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
-    copied = export_friendly(plain)
-    assert copied is not plain and torch.equal(copied[0].weight, plain[0].weight)
+    assert export_friendly(plain) is plain  # nothing to rewrite (SAM's ViT): no copy
 
 
 def test_openvino_int8_is_close_to_fp32_and_is_the_cpu_default(model_cache):

@@ -107,11 +107,13 @@ class _TokenMerging(nn.Module):
 def export_friendly(encoder: nn.Module) -> nn.Module:
     """A copy of ``encoder`` whose TinyViT blocks and patch mergings are the export-friendly equivalents.
 
-    Encoders without TinyViT parts (SAM's ViT) come back as an unchanged copy; ``encoder`` itself is
-    not modified.
+    ``encoder`` itself is not modified. Encoders without TinyViT parts (SAM's ViT) are returned as they
+    are: there is nothing to replace, and a copy of ViT-H would cost 2.5 GB.
     """
     tiny_vit = tiny_vit_module()
     replacements = {tiny_vit.TinyViTBlock: _TokenBlock, tiny_vit.PatchMerging: _TokenMerging}
+    if not any(type(module) in replacements for module in encoder.modules()):
+        return encoder
     exported = copy.deepcopy(encoder).eval()
     for parent in list(exported.modules()):
         for name, child in parent.named_children():
