@@ -12,8 +12,17 @@ import pytest
 import torch
 from segment_anything import sam_model_registry
 
+from monai_fetal.cli import build_parser
 from monai_fetal.errors import ConfigError, InputDataError
-from monai_fetal.networks import SAM_BUILDERS, PromptedSam, build_prompted_sam, default_precision, frame_size_of, openvino_runtime
+from monai_fetal.networks import (
+    PRECISIONS,
+    SAM_BUILDERS,
+    PromptedSam,
+    build_prompted_sam,
+    default_precision,
+    frame_size_of,
+    openvino_runtime,
+)
 from monai_fetal.networks.tiny_vit_export import export_friendly
 
 BOXES = torch.tensor([[30.0, 40.0, 200.0, 180.0], [10.0, 20.0, 120.0, 100.0]])
@@ -305,6 +314,14 @@ def test_openvino_encoder_follows_new_weights_and_leaves_a_trainable_encoder_to_
     assert torch.allclose(after, before + 0.1, atol=1e-4)
     full = build_prompted_sam(trainable="full").set_precision("ov-fp32")
     assert full.encode(images[:1]).requires_grad
+
+
+def test_cli_precision_option_offers_every_precision():
+    for command in (["evaluate", "--data", "d"], ["segment", "image.png"]):
+        for precision in PRECISIONS:
+            assert build_parser().parse_args([*command, "--out", "o", "--precision", precision]).precision == precision
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--out", "o", "--precision", "fp16"])
 
 
 def test_openvino_precision_without_the_package_is_a_config_error(monkeypatch):

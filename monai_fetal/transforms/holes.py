@@ -6,7 +6,6 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
-from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage
@@ -32,9 +31,6 @@ class FillBinaryHolesd(MapTransform):
     What ``FillHolesd(applied_labels=[1])`` does for a 0/1 mask, about 4x faster; the type, dtype and
     metadata of the input are kept. For multi-label masks use MONAI's ``FillHolesd``.
     """
-
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
