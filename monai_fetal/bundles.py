@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
@@ -27,8 +27,11 @@ def bundle_dir(name: str) -> Path:
     return path
 
 
-def run_bundle(name: str, config: str, overrides: Mapping[str, object] | None = None) -> ConfigWorkflow:
+def run_bundle(name: str, config: str | Sequence[str], overrides: Mapping[str, object] | None = None) -> ConfigWorkflow:
     """Run ``configs/<config>`` of bundle ``name`` (``initialize``, ``run``, ``finalize``) with ``overrides``.
+
+    ``config`` may be a list of config files, merged in order (later ones override ids of earlier ones),
+    as ``--config_file "['a.json','b.json']"`` does.
 
     ``bundle_root`` is set to the bundle's folder. Keys of ``overrides`` are config ids
     (``train#trainer#max_epochs`` style for nested ones); unknown top-level ids are refused.
@@ -40,8 +43,9 @@ def run_bundle(name: str, config: str, overrides: Mapping[str, object] | None = 
     """
     root = bundle_dir(name)
     configs = root / "configs"
+    files = [config] if isinstance(config, str) else list(config)
     workflow = ConfigWorkflow(
-        config_file=str(configs / config),
+        config_file=[str(configs / c) for c in files],
         meta_file=str(configs / "metadata.json"),
         logging_file=str(configs / "logging.conf"),
         workflow_type=None,
@@ -50,7 +54,7 @@ def run_bundle(name: str, config: str, overrides: Mapping[str, object] | None = 
     for key, value in (overrides or {}).items():
         top = key.split("#")[0]
         if top not in workflow.parser.config:
-            raise ConfigError(key, value, f"an id of {name}/configs/{config}")
+            raise ConfigError(key, value, f"an id of {name}/configs/{' + '.join(files)}")
         workflow.parser[key] = value
     try:
         workflow.initialize()

@@ -7,9 +7,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from monai_fetal.errors import user_error_in
+from monai_fetal.errors import ConfigError, user_error_in
 
 __all__ = ["build_parser", "main"]
+
+GENERATOR_MODES = ("latent", "concat", "controlnet", "joint")
+LATENT_CONDITIONING_CONFIGS = ("latent_common.json", "train_prior.json", "train_conditioning.json")
+"""The diffusion bundle's configs of few-shot conditioning, merged in order (each overlays the one before)."""
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -106,10 +110,18 @@ def _segment(args: argparse.Namespace) -> None:
 def _train_generator(args: argparse.Namespace) -> None:
     from monai_fetal.bundles import run_bundle
 
-    overrides = {"dataset_dir": args.data, "output_dir": args.out, "mode": args.mode, "preset": args.preset}
+    overrides = {"dataset_dir": args.data, "output_dir": args.out, "preset": args.preset}
     if args.epochs is not None:
         overrides["max_epochs"] = args.epochs
-    run_bundle("fetal_us_diffusion", "train.json", overrides)
+    if args.mode == "latent":
+        if args.prior is not None:
+            overrides["prior_dir"] = args.prior
+        run_bundle("fetal_us_diffusion", LATENT_CONDITIONING_CONFIGS, overrides)
+        print(f"generator written: {args.out}/unet.pt (from the prior; sample grids in {args.out}/samples)")
+        return
+    if args.prior is not None:
+        raise ConfigError("--prior", args.prior, "used with --mode latent only")
+    run_bundle("fetal_us_diffusion", "train.json", {**overrides, "mode": args.mode})
     print(f"generator written: {args.out}/model.pt (sample grids in {args.out}/samples)")
 
 
@@ -137,13 +149,29 @@ def _synth_report(args: argparse.Namespace) -> None:
     from monai_fetal.metrics.synth_report import GRID_NAME, REPORT_NAME, synth_report
     from monai_fetal.networks import build_prompted_sam
 
+    from pathlib import Path
+
+    from monai_fetal.data.unlabelled import protocol_folder, unlabelled_items
+
+    training = [
+        item["image"]
+        for folder in args.train or []
+        for item in unlabelled_items(folder, args.train_protocol if protocol_folder(args.train_protocol) == Path(folder).name else None)
+    ]
     network = build_prompted_sam(args.model)
-    report = synth_report(network, args.real, args.synthetic, args.out, max_real=args.max_real, seed=args.seed)
+    report = synth_report(network, args.real, args.synthetic, args.out, max_real=args.max_real, seed=args.seed, training_images=training)
     consistency = report["synthetic"]["pair_consistency"]
     print(
         f"FID {report['feature_distance']['fid']:.4f}, KID {report['feature_distance']['kid']:.5f}, "
         f"pair-consistency Dice {consistency['mean']:.3f} (real {report['real']['pair_consistency']['mean']:.3f})"
     )
+    if "memorisation" in report:
+        memorisation = report["memorisation"]
+        print(
+            f"memorisation: {memorisation['near_copies']} of {len(memorisation['per_image'])} synthetic images are near-copies "
+            f"(highest correlation {max(v['similarity'] for v in memorisation['per_image'].values()):.3f} with {memorisation['training_images']} training images)"
+            if memorisation["per_image"] else "memorisation: no synthetic image"
+        )
     print(f"report written: {args.out}/{REPORT_NAME} and {args.out}/{GRID_NAME}")
 
 
@@ -240,8 +268,15 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
 def _add_train_generator(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-generator", help="train the mask-guided diffusion generator on a cohort (resumable)")
     p.add_argument("--data", required=True, help="cohort folder or HC18 folder")
-    p.add_argument("--mode", default="concat", help="concat (default), controlnet or joint")
-    p.add_argument("--preset", default="cpu", help="cpu (default: 64 x 96, small UNet) or gpu (256 x 384)")
+    p.add_argument(
+        "--mode",
+        default="latent",
+        choices=GENERATOR_MODES,
+        help="latent (default: few-shot mask conditioning of the shipped in-domain prior, 256 x 384), "
+        "or a pixel-space generator trained from scratch: concat, controlnet or joint",
+    )
+    p.add_argument("--prior", help="latent mode: prior folder to start from (default: the bundle's shipped models/prior)")
+    p.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="cpu (default) or gpu (larger batches; pixel modes: 256 x 384)")
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     p.add_argument("--out", required=True, help="generator folder: checkpoints, model.pt, samples/; rerun to resume")
     p.set_defaults(func=_train_generator)
@@ -269,6 +304,15 @@ def _add_synth_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic", required=True, help="synthetic cohort folder (from synthesize)")
     p.add_argument("--out", required=True, help="folder for synth_report.json and synth_grid.png")
     p.add_argument("--max-real", type=int, default=200, help="real images scored at most (default 200)")
+    p.add_argument(
+        "--train",
+        action="append",
+        help="images the generator was trained on (a cohort, HC18 or image folder; repeat for several): memorisation check",
+    )
+    p.add_argument(
+        "--train-protocol",
+        help="benchmark protocol JSON: of a --train folder with the protocol's folder name (hc18_train), take only its unlabelled_pool",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the subsets (default 0)")
     _add_model_options(p)
     p.set_defaults(func=_synth_report)

@@ -9,11 +9,21 @@ from pathlib import Path
 from monai_fetal.data.io import IMAGE_SUFFIXES, strip_suffix
 from monai_fetal.errors import ConfigError, InputDataError
 
-__all__ = ["UNLABELLED_DIR", "PROTOCOL_PARTS", "unlabelled_items"]
+__all__ = ["UNLABELLED_DIR", "PROTOCOL_PARTS", "protocol_folder", "unlabelled_items"]
 
 UNLABELLED_DIR = "unlabelled"
 PROTOCOL_PARTS = ("unlabelled_pool", "labelled_pool")
 """Protocol parts a model may train on without masks; the protocol's ``test`` part never is."""
+
+
+def protocol_folder(protocol: str | Path | None, part: str = "unlabelled_pool") -> str | None:
+    """The folder name (e.g. ``hc18_train``) whose images a protocol's ``part`` lists; ``None`` without a protocol."""
+    if not protocol:
+        return None
+    try:
+        return str(json.loads(Path(protocol).read_text())[part]["folder"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InputDataError(protocol, f"has no '{part}.folder' ({err})", "give ../shared/data/benchmark_protocol.json or a file of that form") from err
 
 
 def _protocol_images(folder: Path, protocol: Path, part: str) -> list[Path]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from monai_fetal.atomic import atomic_path
@@ -67,7 +68,13 @@ class ResumeHandler:
 
 
 class ResumableCheckpointSaver(CheckpointSaver):
-    """MONAI's ``CheckpointSaver`` whose ``n_saved`` also counts the epoch checkpoints of earlier runs.
+    """MONAI's ``CheckpointSaver`` whose ``n_saved`` also counts the epoch checkpoints of earlier runs,
+    and whose epoch checkpoints are written atomically.
+
+    MONAI writes them in place (ignite's ``DiskSaver`` with ``atomic=False``), so a run killed while
+    writing leaves a truncated ``checkpoint_epoch=N.pt`` that the next run cannot resume from. Here
+    they go through ignite's atomic ``DiskSaver`` (a temporary file renamed into place, readable as
+    MONAI wants), so the newest checkpoint is always whole.
 
     MONAI's removes only the files it wrote itself, so the checkpoints of a killed run stay beside those
     of the run that resumed it. After each epoch checkpoint, this one also removes the older
@@ -78,6 +85,8 @@ class ResumableCheckpointSaver(CheckpointSaver):
     def __init__(self, save_dir: str, save_dict: dict, n_saved: int | None = None, **kwargs: object) -> None:
         super().__init__(save_dir, save_dict, n_saved=n_saved, **kwargs)
         self.n_saved = n_saved
+        if self._interval_checkpoint is not None:
+            self._interval_checkpoint.save_handler = DiskSaver(dirname=self.save_dir, require_empty=False, atomic=True)
 
     def interval_completed(self, engine: Engine) -> None:
         super().interval_completed(engine)

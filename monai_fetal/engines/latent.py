@@ -29,7 +29,7 @@ from torch import nn
 
 from monai_fetal.engines.diffusion import make_scheduler
 from monai_fetal.errors import ConfigError
-from monai_fetal.networks.latent import CONDITION_FILL, latent_shape, mask_to_latent, read_latent_settings
+from monai_fetal.networks.latent import CONDITION_FILL, LatentGenerator, latent_shape, mask_to_latent, read_latent_settings
 from monai_fetal.visualize import save_pair_grid
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "LatentPrepareBatch",
     "LatentSampleGrid",
     "TimeLimit",
+    "latent_inferer",
     "latent_scale_factor",
     "sample_latent_images",
     "stored_or_new_scale_factor",
@@ -175,30 +176,30 @@ def stored_or_new_scale_factor(
     return latent_scale_factor(autoencoder, batches, device)
 
 
+def latent_inferer(settings: Mapping, sampler: str = "ddim", steps: int = 25) -> LatentDiffusionInferer:
+    """MONAI's ``LatentDiffusionInferer`` with the generator's noise schedule and scale factor, set to ``steps``."""
+    return LatentDiffusionInferer(make_scheduler(settings, sampler, steps), scale_factor=settings["scale_factor"])
+
+
 @torch.no_grad()
 def sample_latent_images(
-    autoencoder: AutoencoderKL,
-    unet: DiffusionModelUNet,
-    settings: Mapping,
+    generator: LatentGenerator,
+    inferer: LatentDiffusionInferer,
     seeds: Sequence[int],
     masks: torch.Tensor | None = None,
-    steps: int = 25,
-    sampler: str = "ddim",
     guidance: float = 1.0,
 ) -> torch.Tensor:
     """One image per seed, ``[B, 1, rows, cols]`` in [0, 1], conditioned on ``masks`` when given.
 
     Args:
-        autoencoder: the trained autoencoder (eval mode); sampling runs on its device.
-        unet: the trained latent UNet (eval mode), on the same device.
-        settings: the latent generator settings.
+        generator: the trained latent generator (eval mode); sampling runs on its device.
+        inferer: from :func:`latent_inferer` (DDIM: image ``i`` depends only on its seed and mask).
         seeds: one seed per image: its starting noise depends only on it.
         masks: ``[B, 1, rows, cols]`` head masks in {0, 1} at the generator's size, or ``None`` (the prior).
-        steps: sampling steps.
-        sampler: ``ddim`` or ``ddpm``.
         guidance: classifier-free guidance scale (1: conditional prediction only).
     """
-    device = next(unet.parameters()).device
+    settings = generator.settings
+    device = next(generator.parameters()).device
     channels, rows, cols = latent_shape(settings)
     if masks is not None and (masks.ndim != 4 or masks.shape[0] != len(seeds) or tuple(masks.shape[2:]) != tuple(settings["image_size"])):
         raise ConfigError("masks", tuple(masks.shape), f"[{len(seeds)}, 1, {settings['image_size'][0]}, {settings['image_size'][1]}]")
@@ -207,13 +208,12 @@ def sample_latent_images(
         condition = torch.full((len(seeds), 1, rows, cols), CONDITION_FILL, device=device)
     else:
         condition = mask_to_latent(masks.to(device), settings)
-    inferer = LatentDiffusionInferer(make_scheduler(settings, sampler, steps), scale_factor=settings["scale_factor"])
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(int(seeds[0]))
         images = inferer.sample(
             input_noise=noise,
-            autoencoder_model=autoencoder,
-            diffusion_model=unet,
+            autoencoder_model=generator.autoencoder,
+            diffusion_model=generator.unet,
             conditioning=condition,
             mode="concat",
             verbose=False,
@@ -288,7 +288,8 @@ class LatentSampleGrid:
         was_training = self.unet.training
         self.unet.eval()
         seeds = [self.seed + k for k in range(self.count)]
-        images = sample_latent_images(self.autoencoder, self.unet, self.settings, seeds, self.masks, self.steps)
+        generator = LatentGenerator(self.autoencoder, self.unet, self.settings)
+        images = sample_latent_images(generator, latent_inferer(self.settings, "ddim", self.steps), seeds, self.masks)
         self.unet.train(was_training)
         masks = self.masks[:, 0].numpy() if self.masks is not None else np.zeros((self.count, *images.shape[2:]), np.uint8)
         save_pair_grid(list(images[:, 0].cpu().numpy()), list(masks), path, titles=[f"seed {s}" for s in seeds], columns=4)

@@ -28,13 +28,15 @@ from tqdm import tqdm
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.data.cohort import CohortItem, find_cases, write_cohort_index, write_pair
 from monai_fetal.data.io import read_mask
-from monai_fetal.engines.diffusion import clean_head_mask, sample_pairs
+from monai_fetal.engines.diffusion import clean_head_mask, make_scheduler, sample_pairs
+from monai_fetal.engines.latent import latent_inferer, sample_latent_images
 from monai_fetal.errors import ConfigError, InputDataError
-from monai_fetal.networks.diffusion import MaskConditionedDiffusion
+from monai_fetal.networks.diffusion import MaskConditionedDiffusion, build_generator, find_generator_files, load_generator_weights, read_settings
+from monai_fetal.networks.latent import LATENT_SETTINGS_NAME, UNET_NAME, LatentGenerator, load_latent_generator
 from monai_fetal.shape.outline import fill_head_annotation
 from monai_fetal.shape.prior import EllipseShapePrior
 
-__all__ = ["PriorMasks", "FileMasks", "PairSynthesizer", "pair_seed", "mask_source", "MANIFEST_NAME"]
+__all__ = ["PriorMasks", "FileMasks", "PairSynthesizer", "pair_seed", "mask_source", "load_synthesis_generator", "MANIFEST_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +163,25 @@ def mask_source(
     return PriorMasks(EllipseShapePrior.load(folder / "shape_prior.json"), count, size, seed)
 
 
+def load_synthesis_generator(
+    generator_dir: str | Path, sampler: str = "ddim", steps: int = 50, device: str | torch.device = "cpu"
+) -> tuple[MaskConditionedDiffusion | LatentGenerator, dict, DiffusionInferer, Path]:
+    """``(generator, settings, inferer, weights)`` of a latent generator folder or a pixel-space one.
+
+    A folder with ``latent_generator.json`` (from ``train-generator --mode latent``) gives the latent
+    generator and MONAI's ``LatentDiffusionInferer``; otherwise the pixel-space generator of the folder
+    (or checkpoint) and ``DiffusionInferer``, both set to ``steps`` steps of ``sampler``.
+    """
+    folder = Path(generator_dir)
+    if (folder / LATENT_SETTINGS_NAME).is_file():
+        generator = load_latent_generator(folder, device)
+        return generator, generator.settings, latent_inferer(generator.settings, sampler, steps), folder / UNET_NAME
+    settings_path, weights = find_generator_files(folder)
+    settings = read_settings(settings_path)
+    generator = load_generator_weights(build_generator(settings), weights, device)
+    return generator, settings, DiffusionInferer(make_scheduler(settings, sampler, steps)), weights
+
+
 def _file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -169,9 +190,10 @@ class PairSynthesizer:
     """Write ``num_samples`` synthetic pairs into the cohort folder ``output_dir`` (see the module docstring).
 
     Args:
-        generator: the trained generator (EMA weights, eval mode).
+        generator: the trained generator (EMA weights, eval mode): pixel-space or latent.
         settings: its settings.
-        inferer: ``DiffusionInferer`` with the sampling scheduler (DDIM: pair ``i`` depends only on its seed).
+        inferer: ``DiffusionInferer`` (``LatentDiffusionInferer`` for a latent generator) with the sampling
+            scheduler (DDIM: pair ``i`` depends only on its seed).
         masks: a :class:`PriorMasks` or :class:`FileMasks`; in ``joint`` mode it only sets the output size.
         output_dir: the cohort folder to write.
         num_samples: pairs wanted.
@@ -185,7 +207,7 @@ class PairSynthesizer:
 
     def __init__(
         self,
-        generator: MaskConditionedDiffusion,
+        generator: MaskConditionedDiffusion | LatentGenerator,
         settings: Mapping,
         inferer: DiffusionInferer,
         masks: PriorMasks | FileMasks,
@@ -269,7 +291,10 @@ class PairSynthesizer:
             return images[:, 0].cpu().numpy(), [clean_head_mask(m, s) for m, s in zip(channel[:, 0].cpu().numpy(), shapes)]
         full = [self.masks[i] for i in indices]
         small = torch.stack([F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size=size, mode="nearest")[0] for m in full])
-        images, _ = sample_pairs(self.generator, self.inferer, size, seeds, small, self.guidance)
+        if isinstance(self.generator, LatentGenerator):
+            images = sample_latent_images(self.generator, self.inferer, seeds, small, self.guidance)
+        else:
+            images, _ = sample_pairs(self.generator, self.inferer, size, seeds, small, self.guidance)
         return images[:, 0].cpu().numpy(), full
 
     def _write(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:

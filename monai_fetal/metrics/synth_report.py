@@ -29,6 +29,7 @@ from monai_fetal.atomic import write_json_atomic
 from monai_fetal.data.mixing import load_cohort_items
 from monai_fetal.errors import ConfigError
 from monai_fetal.metrics.feature_distance import feature_distances
+from monai_fetal.metrics.memorisation import nearest_training_images
 from monai_fetal.networks.prompted_sam import PromptedSam
 from monai_fetal.transforms import BoxFromMaskd, OutlineToFilledMaskd, SamFramed
 from monai_fetal.visualize import load_cohort_pairs, save_pair_grid
@@ -143,12 +144,17 @@ def synth_report(
     max_real: int | None = 200,
     seed: int = 0,
     progress: bool = True,
+    training_images: Sequence[str | Path] = (),
 ) -> dict:
     """Score ``synthetic_dir`` against ``real_dir``; write ``synth_report.json`` and ``synth_grid.png`` to ``output_dir``.
 
+    Args:
+        training_images: the images the generator was trained on (its prior's and its conditioning's);
+            when given, the report holds the memorisation check (:mod:`monai_fetal.metrics.memorisation`).
+
     Returns:
         the report (what the JSON holds): per cohort the pair-consistency summary and per-image values,
-        and the feature distances with the real-split floor.
+        the feature distances with the real-split floor, and the memorisation check.
     """
     if max_real is not None and (isinstance(max_real, bool) or not isinstance(max_real, int) or max_real < 2):
         raise ConfigError("max_real", max_real, "an integer >= 2, or None for every real image")
@@ -172,6 +178,10 @@ def synth_report(
         "feature_distance": feature_distances(real.features, synthetic.features, seed),
         "feature_distance_real_halves": _real_split_distances(real.features, seed),
     }
+    if training_images:
+        synthetic_images = [item["image"] for item in load_cohort_items(synthetic_dir)]
+        memorisation = nearest_training_images(synthetic_images, list(training_images))
+        report["memorisation"] = {**memorisation, "similarity": summarize(memorisation["similarity"])}
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output_dir / REPORT_NAME, report)
     _grid(real_dir, synthetic_dir, output_dir / GRID_NAME, 4, 12, seed)

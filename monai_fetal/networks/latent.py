@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
+from torch import nn
 
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.errors import ConfigError, InputDataError
@@ -39,6 +40,8 @@ __all__ = [
     "save_latent_settings",
     "read_latent_settings",
     "load_state",
+    "LatentGenerator",
+    "load_latent_generator",
 ]
 
 CONDITION_FILL = -1.0
@@ -208,3 +211,33 @@ def load_state(module: torch.nn.Module, path: str | Path, key: str | None = None
     except (RuntimeError, TypeError, KeyError, EOFError, ValueError) as err:
         raise InputDataError(path, f"does not hold weights of this network ({str(err).splitlines()[0]})", "give weights written with these settings") from err
     return module
+
+
+class LatentGenerator(nn.Module):
+    """A trained latent generator: its autoencoder, its UNet and its settings, as one module.
+
+    ``mode`` is ``"latent"`` (the pixel-space generators' modes are ``concat``, ``controlnet`` and ``joint``).
+    """
+
+    mode = "latent"
+
+    def __init__(self, autoencoder: AutoencoderKL, unet: DiffusionModelUNet, settings: Mapping) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.unet = unet
+        self.settings = dict(settings)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The UNet's prediction for ``x`` ``[B, latent + 1, h, w]`` (noisy latents and the mask channel)."""
+        if timesteps is None:
+            timesteps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        return self.unet(x, timesteps)
+
+
+def load_latent_generator(folder: str | Path, device: str | torch.device = "cpu") -> LatentGenerator:
+    """The latent generator in ``folder`` (``latent_generator.json``, ``autoencoder.pt``, ``unet.pt``), in eval mode."""
+    folder = Path(folder)
+    settings = read_latent_settings(folder)
+    autoencoder = load_state(build_autoencoder(settings), folder / AUTOENCODER_NAME)
+    unet = load_state(build_latent_unet(settings), folder / UNET_NAME)
+    return LatentGenerator(autoencoder, unet, settings).to(device).eval()

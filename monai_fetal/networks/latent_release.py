@@ -19,7 +19,7 @@ from monai_fetal.atomic import atomic_path
 from monai_fetal.errors import InputDataError
 from monai_fetal.networks.latent import AUTOENCODER_NAME, LATENT_SETTINGS_NAME, UNET_NAME, read_latent_settings
 
-__all__ = ["RELEASE_FILES", "sha256_of", "write_release", "write_large_files", "verified_release"]
+__all__ = ["RELEASE_FILES", "sha256_of", "write_release", "write_large_files", "verified_release", "checked_prior"]
 
 RELEASE_FILES = (LATENT_SETTINGS_NAME, AUTOENCODER_NAME, UNET_NAME)
 
@@ -95,3 +95,14 @@ def verified_release(bundle_root: str | Path, release_dir: str | Path) -> Path:
         if found != expected:
             raise InputDataError(path, f"has sha256 {found}, expected {expected}: the file is damaged or was replaced", "restore it from the repository (git checkout -- <file>) or reinstall the package")
     return release_dir
+
+
+def checked_prior(bundle_root: str | Path, prior_dir: str | Path) -> str:
+    """``prior_dir`` as a string, verified against ``large_files.yml`` when it is the bundle's shipped prior.
+
+    A prior that the user trained (outside the bundle folder) has no listed hashes and is read as it is.
+    """
+    bundle_root, prior_dir = Path(bundle_root).resolve(), Path(prior_dir).resolve()
+    if prior_dir.is_relative_to(bundle_root):
+        verified_release(bundle_root, prior_dir)
+    return str(prior_dir)

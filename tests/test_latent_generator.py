@@ -1,0 +1,238 @@
+"""The latent generator: shipped prior (hashes, tampering), stages as bundle configs, resume, sampling, memorisation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from monai_fetal.bundles import bundle_dir, run_bundle
+from monai_fetal.data.io import write_png
+from monai_fetal.data.unlabelled import unlabelled_items
+from monai_fetal.engines.latent import AutoencoderLoss, LatentPrepareBatch, TimeLimit, latent_inferer, sample_latent_images
+from monai_fetal.errors import ConfigError, InputDataError
+from monai_fetal.metrics.memorisation import nearest_training_images
+from monai_fetal.networks.latent import (
+    CONDITION_FILL,
+    build_autoencoder,
+    latent_settings,
+    load_latent_generator,
+    read_latent_settings,
+)
+from monai_fetal.networks.latent_release import RELEASE_FILES, checked_prior, verified_release
+
+BUNDLE = "fetal_us_diffusion"
+COMMON = "latent_common.json"
+TINY_AUTOENCODER = {"channels": [8, 16], "attention_levels": [False, False], "latent_channels": 2, "norm_num_groups": 8}
+TINY_UNET = {"channels": [16, 32], "attention_levels": [False, True], "num_head_channels": 16, "norm_num_groups": 8}
+TINY = {
+    "image_size": [32, 48],
+    "autoencoder_args": TINY_AUTOENCODER,
+    "unet_args": TINY_UNET,
+    "batch_size": 2,
+    "epoch_length": 2,
+    "max_epochs": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six phantom images without masks, as a plain folder of PNGs."""
+    from monai_fetal.data.phantom import make_phantom_cohort
+
+    cohort = tmp_path_factory.mktemp("latent") / "phantom"
+    make_phantom_cohort(cohort, 6, seed=1, size=(64, 96), progress=False)
+    return cohort
+
+
+@pytest.fixture(scope="module")
+def tiny_prior(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny autoencoder and prior trained one epoch each on the phantom images, as the bundle's stages do."""
+    out = tmp_path_factory.mktemp("latent") / "prior"
+    overrides = {"dataset_dir": str(image_folder), "protocol_file": None, "output_dir": str(out), **TINY}
+    run_bundle(BUNDLE, [COMMON, "train_autoencoder.json"], overrides)
+    run_bundle(BUNDLE, [COMMON, "train_prior.json"], {**overrides, "sample_count": 2, "sample_steps": 2})
+    return out
+
+
+def test_shipped_prior_matches_its_hashes_and_loads():
+    root = bundle_dir(BUNDLE)
+    prior = verified_release(root, root / "models" / "prior")
+    generator = load_latent_generator(prior)
+    settings = read_latent_settings(prior)
+    assert settings["image_size"] == [256, 384]
+    assert 0.5 < settings["scale_factor"] < 3.0
+    size = sum(path.stat().st_size for path in prior.iterdir())
+    assert size < 60 * 2**20
+    images = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3, 4])
+    assert images.shape == (2, 1, 256, 384)
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    again = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3])
+    assert torch.allclose(again[0], images[0], atol=1e-5)
+
+
+def test_tampered_prior_is_refused_before_loading(tmp_path: Path):
+    root = tmp_path / "bundle"
+    shutil.copytree(bundle_dir(BUNDLE) / "models", root / "models")
+    shutil.copy(bundle_dir(BUNDLE) / "large_files.yml", root / "large_files.yml")
+    weights = root / "models" / "prior" / "unet.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InputDataError, match="sha256") as caught:
+        checked_prior(root, root / "models" / "prior")
+    assert "unet.pt" in str(caught.value) and "restore" in str(caught.value)
+    (root / "large_files.yml").write_text("large_files: []\n")
+    with pytest.raises(InputDataError, match="does not list"):
+        verified_release(root, root / "models" / "prior")
+
+
+def test_settings_refuse_bad_values():
+    with pytest.raises(ConfigError, match="image_size"):
+        latent_settings(image_size=[250, 384])
+    with pytest.raises(ConfigError, match="prediction_type"):
+        latent_settings(prediction_type="sample")
+    with pytest.raises(ConfigError, match="scale_factor"):
+        latent_settings(scale_factor=0)
+
+
+def test_prepare_batch_encodes_and_fills_the_mask_channel():
+    settings = latent_settings(image_size=[32, 48], autoencoder=TINY_AUTOENCODER, unet=TINY_UNET)
+    autoencoder = build_autoencoder(settings)
+    images = torch.rand(3, 1, 32, 48) * 2 - 1
+    masks = torch.zeros(3, 1, 32, 48)
+    masks[:, :, 8:24, 12:36] = 1
+    unlabelled = LatentPrepareBatch(autoencoder, settings, 1.5, 1000, mask_key=None)
+    latents, target, _, kwargs = unlabelled({"image": images, "label": masks})
+    assert latents.shape == target.shape == (3, 2, 16, 24)
+    assert torch.all(kwargs["condition"] == CONDITION_FILL) and kwargs["mode"] == "concat"
+    labelled = LatentPrepareBatch(autoencoder, settings, 1.5, 1000, condition_dropout=0.0)
+    _, _, _, kwargs = labelled({"image": images, "label": masks})
+    condition = kwargs["condition"]
+    assert condition.shape == (3, 1, 16, 24)
+    assert float(condition.min()) == 0.0 and float(condition.max()) == 1.0
+    assert abs(float(condition.mean()) - float(masks.mean())) < 1e-6
+
+
+def test_autoencoder_loss_is_zero_only_for_a_perfect_reconstruction():
+    loss = AutoencoderLoss(kl_weight=0.0)
+    target = torch.rand(2, 1, 32, 48)
+    zeros = torch.zeros(2, 2, 8, 12)
+    assert float(loss((target, zeros, torch.ones_like(zeros)), target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss((target.flip(-1), zeros, torch.ones_like(zeros)), target)) > 0.05
+    with pytest.raises(ConfigError, match="kl_weight"):
+        AutoencoderLoss(kl_weight=-1)
+
+
+def test_unlabelled_items_follow_the_protocol_and_never_its_test_part(tmp_path: Path):
+    images = tmp_path / "hc18" / "images"
+    images.mkdir(parents=True)
+    for name in ("001_HC.png", "002_HC.png", "003_HC.png"):
+        write_png(images / name, np.zeros((8, 8), np.uint8))
+    protocol = tmp_path / "protocol.json"
+    protocol.write_text(json.dumps({"unlabelled_pool": {"images": ["001_HC.png", "003_HC.png"]}, "test": {"images": ["002_HC.png"]}}))
+    assert [item["id"] for item in unlabelled_items(tmp_path / "hc18", protocol)] == ["001_HC", "003_HC"]
+    assert len(unlabelled_items(tmp_path / "hc18")) == 3
+    with pytest.raises(ConfigError, match="never trained on"):
+        unlabelled_items(tmp_path / "hc18", protocol, "test")
+    protocol.write_text(json.dumps({"unlabelled_pool": {"images": ["009_HC.png"]}}))
+    with pytest.raises(InputDataError, match="009_HC.png"):
+        unlabelled_items(tmp_path / "hc18", protocol)
+
+
+def test_time_limit_stops_a_trainer():
+    from ignite.engine import Engine
+
+    engine = Engine(lambda engine, batch: time.sleep(0.02))
+    TimeLimit(0.1).attach(engine)
+    engine.run(range(1000), max_epochs=1)
+    assert engine.state.iteration < 100
+    with pytest.raises(ConfigError, match="time_limit"):
+        TimeLimit(-1)
+
+
+def test_prior_stages_write_a_generator_that_samples(tiny_prior: Path):
+    settings = read_latent_settings(tiny_prior)
+    assert settings["autoencoder"]["latent_channels"] == 2 and settings["scale_factor"] > 0
+    assert (tiny_prior / "samples" / "epoch_0001.png").is_file()
+    generator = load_latent_generator(tiny_prior)
+    masks = torch.zeros(2, 1, 32, 48)
+    masks[:, :, 8:24, 12:36] = 1
+    images = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [0, 1], masks, guidance=2.0)
+    assert images.shape == (2, 1, 32, 48)
+
+
+def test_conditioning_starts_from_a_prior_and_synthesises_a_cohort(tiny_prior: Path, image_folder: Path, tmp_path: Path):
+    out = tmp_path / "generator"
+    overrides = {"dataset_dir": str(image_folder), "output_dir": str(out), "prior_dir": str(tiny_prior), "batch_size": 2, "epoch_length": 2, "max_epochs": 1, "sample_count": 2, "sample_steps": 2}
+    run_bundle(BUNDLE, [COMMON, "train_prior.json", "train_conditioning.json"], overrides)
+    assert read_latent_settings(out) == read_latent_settings(tiny_prior)
+    prior_unet = torch.load(tiny_prior / "unet.pt", weights_only=True)
+    tuned_unet = torch.load(out / "unet.pt", weights_only=True)
+    assert any(not torch.equal(prior_unet[k], tuned_unet[k]) for k in prior_unet)
+    synthetic = tmp_path / "synthetic"
+    run_bundle(BUNDLE, "inference.json", {"generator_dir": str(out), "output_dir": str(synthetic), "num_samples": 3, "steps": 2, "progress": False})
+    items = json.loads((synthetic / "datalist.json").read_text())["training"]
+    assert len(items) == 3 and all(item["synthetic"] for item in items)
+    assert all((synthetic / item["image"]).is_file() and (synthetic / item["label"]).is_file() for item in items)
+
+
+def test_conditioning_resumes_after_a_kill(tiny_prior: Path, image_folder: Path, tmp_path: Path):
+    out = tmp_path / "generator"
+    configs = [str(bundle_dir(BUNDLE) / "configs" / name) for name in (COMMON, "train_prior.json", "train_conditioning.json")]
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs), "--bundle_root", str(bundle_dir(BUNDLE)),
+        "--dataset_dir", str(image_folder), "--output_dir", str(out), "--prior_dir", str(tiny_prior),
+        "--batch_size", "2", "--epoch_length", "2", "--max_epochs", "3", "--sample_count", "2", "--sample_steps", "2",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "checkpoints_conditioning" / "checkpoint_epoch=1.pt"
+    deadline = time.monotonic() + 600
+    while not first.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first.is_file(), "the run ended or timed out before its first checkpoint"
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr + resumed.stdout
+    assert (out / "checkpoints_conditioning" / "checkpoint_epoch=3.pt").is_file()
+    assert (out / "unet.pt").is_file()
+
+
+def test_memorisation_check_flags_copies_and_mirrored_copies(image_folder: Path, tmp_path: Path):
+    from monai_fetal.data.io import read_image
+
+    training = sorted((image_folder / "images").iterdir())
+    copy = tmp_path / "copy.png"
+    write_png(copy, np.asarray(read_image(training[0]), np.uint8)[:, ::-1].copy())
+    noise = tmp_path / "noise.png"
+    write_png(noise, np.random.default_rng(0).integers(0, 255, (64, 96), dtype=np.uint8))
+    report = nearest_training_images([copy, noise], training)
+    assert report["per_image"]["copy.png"]["near_copy"] and report["per_image"]["copy.png"]["nearest"] == training[0].name
+    assert not report["per_image"]["noise.png"]["near_copy"]
+    assert report["near_copies"] == 1
+    with pytest.raises(ConfigError):
+        nearest_training_images([copy], [])
+
+
+def test_release_files_are_listed_in_large_files_yml():
+    listing = (bundle_dir(BUNDLE) / "large_files.yml").read_text()
+    for name in RELEASE_FILES:
+        assert f"models/prior/{name}" in listing
