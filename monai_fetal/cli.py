@@ -178,7 +178,10 @@ def _experiment(args: argparse.Namespace) -> None:
 
 
 def _box(text: str) -> list[float]:
-    values = [float(v) for v in text.split(",")]
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 (4 numbers), got {text!r}") from None
     if len(values) != 4:
         raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 (4 numbers), got {text!r}")
     return values
@@ -366,6 +369,39 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 )
 
 
+# output folder, input files or folders, input cohorts of the commands whose function does not check them itself
+_OUTPUT_AND_INPUTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "finetune": ("out", ("sam_checkpoint",), ("data", "synthetic")),
+    "evaluate": ("out", ("checkpoint", "split"), ("data",)),
+    "train-generator": ("out", (), ("data",)),
+    "synthesize": ("out", ("generator", "masks"), ()),
+    "synth-report": ("out", (), ("real", "synthetic")),
+    "demo": ("out", (), ("data",)),
+    "experiment": ("out", (), ("data", "test")),
+}
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an output folder that is a file or overlaps an input (:func:`monai_fetal.staging.check_no_overlap`)."""
+    from pathlib import Path
+
+    from monai_fetal.errors import InputDataError
+    from monai_fetal.staging import check_no_overlap
+
+    if args.command not in _OUTPUT_AND_INPUTS:
+        return
+    out_key, input_keys, cohort_keys = _OUTPUT_AND_INPUTS[args.command]
+
+    def given(keys: tuple[str, ...]) -> list[str]:
+        values = [getattr(args, key) for key in keys]
+        return [v for value in values for v in (value if isinstance(value, list) else [value]) if v]
+
+    out = Path(getattr(args, out_key))
+    if out.exists() and not out.is_dir():
+        raise InputDataError(out, "is a file, not a folder", "give a folder path for --out, or move that file away")
+    check_no_overlap(out, given(input_keys), cohorts=given(cohort_keys))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``monai-fetal`` argument parser with all sub-commands."""
     parser = argparse.ArgumentParser(prog="monai-fetal", description=__doc__)
@@ -377,11 +413,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``monai-fetal``; user errors (bad input, a full disk) print one paragraph and return 2."""
+    """Run ``monai-fetal``; user errors (bad input, a full disk) print one paragraph and return 2, Ctrl-C one line
+    and 130."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _check_output(args)
         args.func(args)
+    except KeyboardInterrupt:
+        print(f"monai-fetal {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
         user_error = user_error_in(err)
         if user_error is None:
