@@ -282,7 +282,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="HC18 folder (NNN_HC.png + NNN_HC_Annotation.png) or cohort folder (images/ + masks/)")
     p.add_argument("out", help="cohort folder to write (images/, masks/, spacing.csv, datalist.json)")
     p.add_argument("--cohort", help="cohort name stored in the datalist (default: the source folder's name)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder monai-fetal wrote (keeps its splits/ and files it did not write)")
     p.add_argument("--skip-bad", action="store_true", help="leave out cases that fail validation instead of stopping")
     p.add_argument("--shots", type=int, help="also write a k-shot split with this many training images")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
@@ -308,7 +308,7 @@ def _add_phantom(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--height", type=int, default=540, help="image rows (default 540, as HC18)")
     p.add_argument("--width", type=int, default=800, help="image columns (default 800, as HC18)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder monai-fetal wrote (keeps its splits/ and files it did not write)")
     p.set_defaults(func=_phantom)
 
 
