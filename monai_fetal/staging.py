@@ -48,11 +48,14 @@ def data_folders(src: str | Path) -> list[Path]:
     return found or [src]
 
 
-def check_no_overlap(out: str | Path, inputs: Iterable[str | Path], cohorts: Iterable[str | Path] = ()) -> None:
+def check_no_overlap(
+    out: str | Path, inputs: Iterable[str | Path], cohorts: Iterable[str | Path] = (), replaced: bool = False
+) -> None:
     """Refuse an output path that would write over an input.
 
-    ``out`` may not be, or hold, any of ``inputs`` or ``cohorts`` (files or folders), the current folder, or lie
-    inside a data folder (:func:`data_folders`) of one of ``cohorts``.
+    ``out`` may not be, or hold, any of ``inputs`` or ``cohorts`` (files or folders), or be or lie inside a data
+    folder (:func:`data_folders`) of one of ``cohorts``; an output folder that is ``replaced`` as a whole may not
+    be, or hold, the current folder either.
 
     Raises:
         InputDataError: naming ``out``, the input it overlaps and the fix.
@@ -60,7 +63,7 @@ def check_no_overlap(out: str | Path, inputs: Iterable[str | Path], cohorts: Ite
     target = _absolute(out)
     fix = "give an output folder of its own, outside the inputs (a new name such as ./prepared)"
     cwd = _absolute(Path.cwd())
-    if target == cwd or target in cwd.parents:
+    if replaced and (target == cwd or target in cwd.parents):
         raise InputDataError(out, "is the current folder or holds it; the run would replace it", fix)
     cohorts = [Path(c) for c in cohorts]
     for given in [*(Path(i) for i in inputs), *cohorts]:

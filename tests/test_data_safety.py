@@ -169,6 +169,15 @@ def _csv_with(cell: str | None = None, header: str | None = None) -> Callable[[P
     return make
 
 
+def _spacing_nan(tmp: Path, phantoms: Path, hc18: Path) -> list[str]:
+    cohort = _cohort(tmp, phantoms, "src")
+    lines = (cohort / "spacing.csv").read_text().splitlines()
+    parts = lines[3].split(",")
+    lines[3] = ",".join([parts[0], "nan", *parts[2:]])
+    (cohort / "spacing.csv").write_text("\n".join(lines) + "\n")
+    return ["prepare", str(cohort), str(tmp / "prepared")]
+
+
 def _many_unpaired(tmp: Path, phantoms: Path, hc18: Path) -> list[str]:
     cohort = _cohort(tmp, phantoms, "src")
     image = (cohort / "images" / "phantom_0000.png").read_bytes()
@@ -275,6 +284,7 @@ CASES = {
     "HC18 CSV with n/a": Case(_csv_with(cell="n/a"), (HC18_CSV, "line 3", "'pixel size(mm)' is 'n/a'", "Fix:")),
     "HC18 CSV with NaN": Case(_csv_with(cell="NaN"), (HC18_CSV, "line 3", "'NaN', not a positive number")),
     "HC18 CSV without a filename column": Case(_csv_with(header="name,pixel size(mm),head circumference (mm)"), ("no 'filename' column",)),
+    "spacing.csv with NaN": Case(_spacing_nan, ("spacing.csv", "line 4", "'mm_per_pixel' is 'nan'")),
     "unpaired files: the first ten and the count": Case(
         _many_unpaired, ("images without a mask: extra_100, ", "extra_109, ... and 15 more (25 in all)")
     ),

@@ -423,7 +423,7 @@ def make_phantom_cohort(
         raise ConfigError("seed", seed, "an integer >= 0")
     _check_size(size)
     out = Path(out)
-    check_no_overlap(out, [])
+    check_no_overlap(out, [], replaced=True)
     datalist = out / DATALIST_NAME
     with output_lock(out):
         if out.is_dir() and not overwrite:

@@ -66,7 +66,7 @@ def prepare_cohort(
             ``monai-fetal``), or the disk is full (``DiskFullError``).
     """
     src, out = Path(src), Path(out)
-    check_no_overlap(out, [], cohorts=[src])
+    check_no_overlap(out, [], cohorts=[src], replaced=True)
     datalist = out / DATALIST_NAME
     with output_lock(out):
         if out.is_dir() and not overwrite:
