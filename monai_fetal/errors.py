@@ -85,7 +85,9 @@ def _path_error(error: OSError) -> InputDataError | None:
     if error.errno in _NO_ACCESS_ERRNOS:
         return InputDataError(path, f"cannot be accessed ({reason})", "fix its permissions, or choose a location you can write to")
     if error.errno in (errno.EEXIST, errno.ENOTDIR):
-        return InputDataError(path, f"is, or lies under, a file where a folder is needed ({reason})", "give a folder path, or move that file away")
+        return InputDataError(
+            path, f"is, or lies under, a file where a folder is needed ({reason})", "give a folder path, or move that file away"
+        )
     if error.errno == errno.EISDIR:
         return InputDataError(path, f"is a folder where a file is needed ({reason})", "give a file path")
     return None

@@ -349,7 +349,9 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_the_output_as_it_was(
     assert _digest(tmp_path / "out") == before and not _leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("argv", [["segment", "x.png", "--out", "o", "--box", "1,2,x,4"], ["experiment", "--data", "d", "--out", "o", "--shots", "1,x"]])
+@pytest.mark.parametrize(
+    "argv", [["segment", "x.png", "--out", "o", "--box", "1,2,x,4"], ["experiment", "--data", "d", "--out", "o", "--shots", "1,x"]]
+)
 def test_option_errors_never_show_internal_names(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -380,7 +382,8 @@ def test_two_concurrent_prepare_runs_give_one_complete_cohort(hc18_subset: Path,
     runs = []
     for log in logs:
         with log.open("w") as handle:
-            runs.append(subprocess.Popen(_cli("prepare", str(src), str(out), "--overwrite"), stdout=handle, stderr=subprocess.STDOUT, env=_env()))
+            command = _cli("prepare", str(src), str(out), "--overwrite")
+            runs.append(subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=_env()))
     statuses = [run.wait(300) for run in runs]
     assert statuses == [0, 0], [log.read_text()[-2000:] for log in logs]
     _complete_cohort(out, 5)

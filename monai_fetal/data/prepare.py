@@ -11,8 +11,8 @@ from tqdm import tqdm
 from monai_fetal.data.cohort import DATALIST_NAME, Case, CohortItem, find_cases, write_cohort_index, write_pair
 from monai_fetal.data.io import read_image, read_mask, to_uint8
 from monai_fetal.errors import InputDataError, summarise
-from monai_fetal.staging import check_no_overlap, output_lock, staged_folder
 from monai_fetal.shape.outline import fill_head_annotation
+from monai_fetal.staging import check_no_overlap, output_lock, staged_folder
 
 __all__ = ["prepare_cohort", "prepare_case", "ensure_cohort"]
 
