@@ -18,7 +18,11 @@ HEADER = """# `monai-fetal` command reference
 
 Generated from the argument parsers by `python docs/generate_cli_reference.py`; a test checks that it
 is up to date. `monai-fetal -v COMMAND ...` logs debug messages. Errors in your input (a missing file,
-a bad value) print one paragraph naming the file or option and the fix, and exit with status 2.
+a bad value, an output that would overlap an input) print one paragraph naming the file or option and
+the fix, and exit with status 2; Ctrl-C prints one line and exits with status 130. An output is never
+an input, the current folder or a folder that holds either; folders are written whole (staged, then
+renamed) by one run at a time (a second run to the same output waits); `--overwrite` replaces only what
+monai-fetal wrote there (listed in its `.monai-fetal.json`) and keeps everything else, such as `splits/`.
 """
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from monai_fetal.errors import DISK_FULL_ERRNOS, DiskFullError, MonaiFetalError
 
-__all__ = ["atomic_path", "current_umask", "write_text_atomic", "write_json_atomic", "replace_dir"]
+__all__ = ["atomic_path", "current_umask", "write_text_atomic", "write_json_atomic", "remove_stale"]
 
 _LOW_SPACE = 1 << 20  # bytes: a write that fails with less free space than this is put down to a full disk
 
@@ -83,14 +83,8 @@ def write_json_atomic(path: str | Path, data: object) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def replace_dir(staging: str | Path, target: str | Path) -> None:
-    """Put the complete folder ``staging`` in place of ``target`` by renames, so ``target`` is never half-written."""
-    staging, target = Path(staging), Path(target)
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
+def remove_stale(folder: str | Path, names: list[str]) -> None:
+    """Remove the earlier results ``names`` from ``folder`` where they exist, so a failed run cannot leave them to
+    be read as its own."""
+    for name in names:
+        Path(folder, name).unlink(missing_ok=True)

@@ -206,7 +206,10 @@ def _experiment(args: argparse.Namespace) -> None:
 
 
 def _box(text: str) -> list[float]:
-    values = [float(v) for v in text.split(",")]
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 (4 numbers), got {text!r}") from None
     if len(values) != 4:
         raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 (4 numbers), got {text!r}")
     return values
@@ -323,7 +326,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src", help="HC18 folder (NNN_HC.png + NNN_HC_Annotation.png) or cohort folder (images/ + masks/)")
     p.add_argument("out", help="cohort folder to write (images/, masks/, spacing.csv, datalist.json)")
     p.add_argument("--cohort", help="cohort name stored in the datalist (default: the source folder's name)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder monai-fetal wrote (keeps its splits/ and files it did not write)")
     p.add_argument("--skip-bad", action="store_true", help="leave out cases that fail validation instead of stopping")
     p.add_argument("--shots", type=int, help="also write a k-shot split with this many training images")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
@@ -349,7 +352,7 @@ def _add_phantom(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--height", type=int, default=540, help="image rows (default 540, as HC18)")
     p.add_argument("--width", type=int, default=800, help="image columns (default 800, as HC18)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder monai-fetal wrote (keeps its splits/ and files it did not write)")
     p.set_defaults(func=_phantom)
 
 
@@ -410,6 +413,39 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 )
 
 
+# output folder, input files or folders, input cohorts of the commands whose function does not check them itself
+_OUTPUT_AND_INPUTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "finetune": ("out", ("sam_checkpoint",), ("data", "synthetic")),
+    "evaluate": ("out", ("checkpoint", "split"), ("data",)),
+    "train-generator": ("out", (), ("data",)),
+    "synthesize": ("out", ("generator", "masks"), ()),
+    "synth-report": ("out", (), ("real", "synthetic")),
+    "demo": ("out", (), ("data",)),
+    "experiment": ("out", (), ("data", "test")),
+}
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an output folder that is a file or overlaps an input (:func:`monai_fetal.staging.check_no_overlap`)."""
+    from pathlib import Path
+
+    from monai_fetal.errors import InputDataError
+    from monai_fetal.staging import check_no_overlap
+
+    if args.command not in _OUTPUT_AND_INPUTS:
+        return
+    out_key, input_keys, cohort_keys = _OUTPUT_AND_INPUTS[args.command]
+
+    def given(keys: tuple[str, ...]) -> list[str]:
+        values = [getattr(args, key) for key in keys]
+        return [v for value in values for v in (value if isinstance(value, list) else [value]) if v]
+
+    out = Path(getattr(args, out_key))
+    if out.exists() and not out.is_dir():
+        raise InputDataError(out, "is a file, not a folder", "give a folder path for --out, or move that file away")
+    check_no_overlap(out, given(input_keys), cohorts=given(cohort_keys))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``monai-fetal`` argument parser with all sub-commands."""
     parser = argparse.ArgumentParser(prog="monai-fetal", description=__doc__)
@@ -421,11 +457,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``monai-fetal``; user errors (bad input, a full disk) print one paragraph and return 2."""
+    """Run ``monai-fetal``; user errors (bad input, a full disk) print one paragraph and return 2, Ctrl-C one line
+    and 130."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _check_output(args)
         args.func(args)
+    except KeyboardInterrupt:
+        print(f"monai-fetal {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
         user_error = user_error_in(err)
         if user_error is None:

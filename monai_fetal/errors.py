@@ -5,9 +5,20 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_NO_ACCESS_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+SHOWN = 10  # an error about many things names this many and counts the rest
+
+
+def summarise(things: Iterable[object], separator: str = ", ", shown: int = SHOWN) -> str:
+    """The first ``shown`` of ``things`` joined by ``separator``, and how many more there are: an error about
+    2000 files stays one paragraph."""
+    things = [str(thing) for thing in things]
+    text = separator.join(things[:shown])
+    return text if len(things) <= shown else f"{text}{separator}... and {len(things) - shown} more ({len(things)} in all)"
 
 
 class MonaiFetalError(Exception):
@@ -65,16 +76,34 @@ _SAVE_IMAGE_FAILURE = re.compile(
 )
 
 
+def _path_error(error: OSError) -> InputDataError | None:
+    """The user error of an ``OSError`` about a path the user gave (no access, a file where a folder is needed)."""
+    path = error.filename or "a file or folder"
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    if error.errno in DISK_FULL_ERRNOS:
+        return DiskFullError(path, reason)
+    if error.errno in _NO_ACCESS_ERRNOS:
+        return InputDataError(path, f"cannot be accessed ({reason})", "fix its permissions, or choose a location you can write to")
+    if error.errno in (errno.EEXIST, errno.ENOTDIR):
+        return InputDataError(
+            path, f"is, or lies under, a file where a folder is needed ({reason})", "give a folder path, or move that file away"
+        )
+    if error.errno == errno.EISDIR:
+        return InputDataError(path, f"is a folder where a file is needed ({reason})", "give a file path")
+    return None
+
+
 def user_error_in(error: BaseException) -> MonaiFetalError | None:
     """The user error behind ``error`` (bundle expressions wrap exceptions): a :class:`MonaiFetalError` in its
-    chain, or a :class:`DiskFullError` for an ``OSError`` of a full disk or quota, or for a MONAI ``SaveImage``
-    failure whose writer met one; ``None`` if there is none."""
+    chain; for an ``OSError`` of a full disk or quota a :class:`DiskFullError`, and of a path without access or a
+    file where a folder is needed an :class:`InputDataError`; a :class:`DiskFullError` for a MONAI ``SaveImage``
+    failure whose writer met a full disk; ``None`` if there is none."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, MonaiFetalError):
             return error
-        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
-            return DiskFullError(error.filename or "an output file", os.strerror(error.errno))
+        if isinstance(error, OSError) and _path_error(error) is not None:
+            return _path_error(error)
         saving = _SAVE_IMAGE_FAILURE.search(str(error)) if isinstance(error, RuntimeError) else None
         if saving is not None:
             return DiskFullError(saving["path"], saving["reason"])

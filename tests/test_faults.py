@@ -30,6 +30,7 @@ from monai_fetal.data.phantom import make_phantom_cohort
 from monai_fetal.data.writers import AtomicPILWriter
 from monai_fetal.networks import build_prompted_sam
 from monai_fetal.networks.diffusion import load_generator
+from monai_fetal.staging import MARKER_NAME
 
 EPOCHS = 3
 
@@ -250,13 +251,13 @@ BAD_INPUTS = {
         ("'augmentation'", "'weak'"),
     ),
     "disk full: PNG write fails": BadInput(
-        _prepare(), (".prepared.partial/masks/phantom_0000.png", _NO_SPACE, "free disk space", "another output folder"), _png_write_fails
+        _prepare(), (".prepared.partial-", "/masks/phantom_0000.png", _NO_SPACE, "free disk space", "another output folder"), _png_write_fails
     ),
     "disk full: PNG written short, unreported": BadInput(
-        _prepare(), (".prepared.partial/masks/phantom_0000.png", _NO_SPACE, "free disk space"), _png_write_is_short
+        _prepare(), (".prepared.partial-", "/masks/phantom_0000.png", _NO_SPACE, "free disk space"), _png_write_is_short
     ),
     "disk full: datalist write fails": BadInput(
-        _prepare(), (".prepared.partial/datalist.json", _NO_SPACE, "free disk space"), _text_write_fails
+        _prepare(), (".prepared.partial-", "/datalist.json", _NO_SPACE, "free disk space"), _text_write_fails
     ),
     "missing image to segment": BadInput(
         lambda tmp, good: ["segment", str(tmp / "nowhere.png"), "--out", str(tmp / "segmented")],
@@ -311,7 +312,7 @@ def test_bad_input_fails_clearly_and_keeps_earlier_outputs(
     for name in bad.names:
         assert name in err, f"{name!r} not in: {err}"
     assert _digest(earlier_outputs) == before
-    assert not [p for p in earlier_outputs.rglob(".*")]  # no partial or temporary folders left beside them
+    assert not [p for p in earlier_outputs.rglob(".*") if p.name != MARKER_NAME]  # no partial or temporary folders left
     assert not [p for p in tmp_path.rglob(".*")]  # nor beside the links to them (a staging folder)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from monai_fetal.atomic import write_json_atomic, write_text_atomic
 from monai_fetal.data.io import IMAGE_SUFFIXES, strip_suffix, write_png
 from monai_fetal.data.patients import patient_of
-from monai_fetal.errors import InputDataError
+from monai_fetal.errors import InputDataError, summarise
 
 __all__ = ["Case", "CohortItem", "find_cases", "write_pair", "write_cohort_index", "DATALIST_NAME", "SPACING_NAME"]
 
@@ -75,8 +76,27 @@ def _images_in(folder: Path) -> dict[str, Path]:
     }
 
 
-def _float_or_none(value: str | None) -> float | None:
-    return float(value) if value not in (None, "") else None
+def _number(row: dict, column: str, path: Path, line: int) -> float | None:
+    """The positive number in ``row[column]``; ``None`` where the cell is empty or the column absent.
+
+    Raises:
+        InputDataError: the cell holds anything else (``n/a``, ``NaN``, text, zero or a negative value),
+            naming the file, the line and the column.
+    """
+    text = (row.get(column) or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InputDataError(
+            path,
+            f"line {line}: '{column}' is {text!r}, not a positive number",
+            "write the value (a number), or leave the cell empty where it is unknown",
+        )
+    return value
 
 
 def _read_hc18_csv(folder: Path) -> dict[str, dict]:
@@ -86,10 +106,17 @@ def _read_hc18_csv(folder: Path) -> dict[str, dict]:
         if not path.is_file():
             continue
         with path.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                rows[strip_suffix(row["filename"])] = {
-                    "spacing": _float_or_none(row.get("pixel size(mm)")),
-                    "hc_mm": _float_or_none(row.get("head circumference (mm)")),
+            reader = csv.DictReader(handle)
+            if "filename" not in (reader.fieldnames or []):
+                raise InputDataError(
+                    path,
+                    f"has no 'filename' column (its header is {','.join(reader.fieldnames or [])!r})",
+                    "give it the HC18 header 'filename,pixel size(mm),head circumference (mm)'",
+                )
+            for row in reader:
+                rows[strip_suffix(row["filename"] or "")] = {
+                    "spacing": _number(row, "pixel size(mm)", path, reader.line_num),
+                    "hc_mm": _number(row, "head circumference (mm)", path, reader.line_num),
                 }
     return rows
 
@@ -104,8 +131,8 @@ def _read_spacing_csv(folder: Path) -> dict[str, dict]:
             raise InputDataError(path, "has no 'id' and 'mm_per_pixel' columns", "write a header line 'id,mm_per_pixel'")
         return {
             row["id"]: {
-                "spacing": _float_or_none(row["mm_per_pixel"]),
-                "hc_mm": _float_or_none(row.get("hc_mm")),
+                "spacing": _number(row, "mm_per_pixel", path, reader.line_num),
+                "hc_mm": _number(row, "hc_mm", path, reader.line_num),
                 "patient": row.get("patient") or None,
             }
             for row in reader
@@ -119,9 +146,9 @@ def _unpaired_error(folder: Path, images: dict, masks: dict) -> InputDataError |
         return None
     parts = []
     if no_mask:
-        parts.append(f"images without a mask: {', '.join(no_mask[:10])}")
+        parts.append(f"images without a mask: {summarise(no_mask)}")
     if no_image:
-        parts.append(f"masks without an image: {', '.join(no_image[:10])}")
+        parts.append(f"masks without an image: {summarise(no_image)}")
     return InputDataError(folder, "; ".join(parts), "add the missing files or remove the unpaired ones")
 
 

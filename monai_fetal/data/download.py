@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
 from monai.apps.utils import HashCheckError, check_hash, download_url, extractall
 
-from monai_fetal.atomic import replace_dir
 from monai_fetal.data.cohort import find_cases
 from monai_fetal.errors import InputDataError
+from monai_fetal.staging import output_lock
 
 __all__ = ["download_hc18", "HC18_URL", "HC18_CSV_URL", "HC18_MD5", "HC18_CSV_MD5", "HC18_FOLDER", "HC18_CSV_NAME"]
 
@@ -69,7 +70,8 @@ def download_hc18(
 
     The folder holds ``NNN_HC.png`` beside ``NNN_HC_Annotation.png`` and the pixel-size / HC CSV, the
     HC18 layout that :func:`monai_fetal.data.cohort.find_cases` and ``prepare_cohort`` read. It is
-    built under a temporary name and renamed when complete, so a failed run leaves no partial folder;
+    built in a staging folder of its own and renamed when complete, under a lock on the folder (a second run
+    waits), so a failed run leaves no partial folder;
     a complete folder is reused without downloading again.
 
     Args:
@@ -88,35 +90,36 @@ def download_hc18(
     """
     root = Path(root)
     target = root / HC18_FOLDER
-    if _is_complete(target, csv_md5):
-        logger.info("%s is complete; nothing downloaded", target)
-        return target
-    if target.exists():
-        raise InputDataError(
-            target,
-            f"exists but is not a complete HC18 download (no {HC18_CSV_NAME} with md5 {csv_md5})",
-            "remove it and run again, or choose another folder",
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / _ARCHIVE_NAME
-    _fetch(url, archive, md5, progress)
-    staging = root / f".{HC18_FOLDER}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        try:
-            extractall(archive, staging, file_type="zip", has_base=False)
-        except zipfile.BadZipFile as err:
-            raise InputDataError(archive, f"is not a readable zip archive ({err})", "delete it and run again") from err
-        extracted = staging / HC18_FOLDER
-        if not extracted.is_dir():
+    with output_lock(target):
+        if _is_complete(target, csv_md5):
+            logger.info("%s is complete; nothing downloaded", target)
+            return target
+        if target.exists():
             raise InputDataError(
-                archive, f"holds no '{HC18_FOLDER}/' folder", f"give the HC18 {_ARCHIVE_NAME} (Zenodo 1327317)"
+                target,
+                f"exists but is not a complete HC18 download (no {HC18_CSV_NAME} with md5 {csv_md5})",
+                "remove it and run again, or choose another folder",
             )
-        _fetch(csv_url, extracted / HC18_CSV_NAME, csv_md5, progress)
-        find_cases(extracted)
-        replace_dir(extracted, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if not keep_archive:
-        archive.unlink()
+        archive = root / _ARCHIVE_NAME
+        _fetch(url, archive, md5, progress)
+        for stale in root.glob(f".{HC18_FOLDER}.partial*"):  # of killed runs: no live run holds the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{HC18_FOLDER}.partial-", dir=root))
+        try:
+            try:
+                extractall(archive, staging, file_type="zip", has_base=False)
+            except zipfile.BadZipFile as err:
+                raise InputDataError(archive, f"is not a readable zip archive ({err})", "delete it and run again") from err
+            extracted = staging / HC18_FOLDER
+            if not extracted.is_dir():
+                raise InputDataError(
+                    archive, f"holds no '{HC18_FOLDER}/' folder", f"give the HC18 {_ARCHIVE_NAME} (Zenodo 1327317)"
+                )
+            _fetch(csv_url, extracted / HC18_CSV_NAME, csv_md5, progress)
+            find_cases(extracted)
+            extracted.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not keep_archive:
+            archive.unlink()
     return target

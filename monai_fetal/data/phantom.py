@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +19,10 @@ import numpy as np
 from scipy import ndimage, signal
 from tqdm import tqdm
 
-from monai_fetal.atomic import replace_dir
 from monai_fetal.data.cohort import DATALIST_NAME, CohortItem, write_cohort_index, write_pair
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
+from monai_fetal.staging import check_no_overlap, output_lock, staged_folder
 
 __all__ = ["render_phantom", "make_phantom_cohort", "COHORT_NAME", "SPACING_RANGE_MM"]
 
@@ -409,12 +408,14 @@ def make_phantom_cohort(
     """Write ``n`` phantoms as the cohort folder ``out`` (cohort name ``phantom``) and return its datalist path.
 
     Case ``k`` (id ``phantom_kkkk``, its own patient) depends only on ``(seed, k)``: the same seed gives
-    byte-identical files and a smaller ``n`` gives a prefix of a larger one. The folder is built under
-    a temporary name and renamed at the end; an existing complete ``out`` is kept unless ``overwrite``.
+    byte-identical files and a smaller ``n`` gives a prefix of a larger one. The folder is built in a
+    staging folder and renamed at the end, under a lock on ``out`` (:mod:`monai_fetal.staging`); an
+    existing complete ``out`` is kept unless ``overwrite``, which replaces only what ``monai-fetal`` wrote.
 
     Raises:
         ConfigError: ``n`` < 1, a negative ``seed``, or a bad ``size``.
-        InputDataError: ``out`` exists and is not a cohort folder.
+        InputDataError: ``out`` exists and is not a cohort folder (with ``overwrite``: holds files
+            ``monai-fetal`` did not write), or is the current folder.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError("n", n, "an integer >= 1")
@@ -422,26 +423,24 @@ def make_phantom_cohort(
         raise ConfigError("seed", seed, "an integer >= 0")
     _check_size(size)
     out = Path(out)
+    check_no_overlap(out, [], replaced=True)
     datalist = out / DATALIST_NAME
-    if out.exists() and not overwrite:
-        if datalist.is_file():
-            logger.info("%s is already written; pass overwrite to redo it", out)
-            return datalist
-        if any(out.iterdir()):
-            raise InputDataError(
-                out, "exists and is not a cohort folder", "choose a new output folder or empty this one"
-            )
-    staging = out.with_name(f".{out.name}.partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    items = []
-    for k in tqdm(range(n), desc="phantom", disable=not progress, unit="img"):
-        image, mask, spacing = render_phantom(np.random.default_rng([seed, k]), size)
-        case_id = f"phantom_{k:04d}"
-        write_pair(staging, case_id, image, mask)
-        hc_mm = round(fit_ellipse_to_mask(mask).circumference() * spacing, 2)
-        items.append(CohortItem(case_id, case_id, COHORT_NAME, spacing, hc_mm))
-    write_cohort_index(staging, items, COHORT_NAME)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    replace_dir(staging, out)
+    with output_lock(out):
+        if out.is_dir() and not overwrite:
+            if datalist.is_file():
+                logger.info("%s is already written; pass overwrite to redo it", out)
+                return datalist
+            if any(out.iterdir()):
+                raise InputDataError(
+                    out, "exists and is not a cohort folder", "choose a new output folder or empty this one"
+                )
+        with staged_folder(out, "phantom") as staging:
+            items = []
+            for k in tqdm(range(n), desc="phantom", disable=not progress, unit="img"):
+                image, mask, spacing = render_phantom(np.random.default_rng([seed, k]), size)
+                case_id = f"phantom_{k:04d}"
+                write_pair(staging, case_id, image, mask)
+                hc_mm = round(fit_ellipse_to_mask(mask).circumference() * spacing, 2)
+                items.append(CohortItem(case_id, case_id, COHORT_NAME, spacing, hc_mm))
+            write_cohort_index(staging, items, COHORT_NAME)
     return datalist

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
 from pathlib import Path
 
 from tqdm import tqdm
 
-from monai_fetal.atomic import replace_dir
 from monai_fetal.data.cohort import DATALIST_NAME, Case, CohortItem, find_cases, write_cohort_index, write_pair
 from monai_fetal.data.io import read_image, read_mask, to_uint8
-from monai_fetal.errors import InputDataError
+from monai_fetal.errors import InputDataError, summarise
 from monai_fetal.shape.outline import fill_head_annotation
+from monai_fetal.staging import check_no_overlap, output_lock, staged_folder
 
 __all__ = ["prepare_cohort", "prepare_case", "ensure_cohort"]
 
@@ -45,44 +45,51 @@ def prepare_cohort(
 ) -> Path:
     """Convert ``src`` into the cohort folder ``out`` and return the path of its ``datalist.json``.
 
-    Outline annotations are filled by ellipse fit. The folder is built under a temporary name and
-    renamed at the end: a failed or interrupted run leaves ``out`` as it was. An existing complete ``out`` is
-    kept as it is unless ``overwrite``.
+    Outline annotations are filled by ellipse fit. The folder is built in a staging folder of its own and
+    renamed at the end, under a lock on ``out`` (a second run to the same ``out`` waits): a failed or
+    interrupted run leaves ``out`` as it was (see :mod:`monai_fetal.staging`). An existing complete ``out`` is
+    kept as it is unless ``overwrite``; ``overwrite`` replaces only what ``monai-fetal`` wrote there and keeps
+    the rest (a cohort's ``splits/``).
 
     Args:
         src: HC18 folder (flat, or ``images/`` + ``annotations/``) or cohort folder.
-        out: the cohort folder to write.
-        cohort: cohort name written to each datalist item (default: ``src``'s folder name).
-        overwrite: replace an existing ``out``.
+        out: the cohort folder to write; it may not be ``src``, hold it, or lie inside its data folders.
+        cohort: cohort name written to each datalist item (default: the name in ``src``'s datalist when it is a
+            prepared cohort, else ``src``'s folder name).
+        overwrite: replace an existing ``out`` that ``monai-fetal`` wrote.
         skip_bad: leave out cases that fail validation (logged) instead of stopping.
         progress: show a progress bar.
 
     Raises:
-        InputDataError: ``src`` is unusable, some cases are bad and not ``skip_bad``, ``out``
-            exists and is not a cohort folder, or the disk is full (``DiskFullError``).
+        InputDataError: ``src`` is unusable, some cases are bad and not ``skip_bad``, ``out`` overlaps
+            ``src``, ``out`` exists and is not a cohort folder (or, with ``overwrite``, was not written by
+            ``monai-fetal``), or the disk is full (``DiskFullError``).
     """
     src, out = Path(src), Path(out)
+    check_no_overlap(out, [], cohorts=[src], replaced=True)
     datalist = out / DATALIST_NAME
-    if out.exists() and not overwrite:
-        if datalist.is_file():
-            logger.info("%s is already prepared; pass overwrite to redo it", out)
-            return datalist
-        if any(out.iterdir()):
-            raise InputDataError(out, "exists and is not a cohort folder", "choose a new output folder or empty this one")
-    cases = find_cases(src)
-    name = cohort or src.resolve().name
-    staging = out.with_name(f".{out.name}.partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
-        items = _write_cases(cases, staging, name, skip_bad, progress, src)
-        write_cohort_index(staging, items, name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # a failed or interrupted run leaves nothing beside ``out``
-        raise
-    out.parent.mkdir(parents=True, exist_ok=True)
-    replace_dir(staging, out)
+    with output_lock(out):
+        if out.is_dir() and not overwrite:
+            if datalist.is_file():
+                logger.info("%s is already prepared; pass overwrite to redo it", out)
+                return datalist
+            if any(out.iterdir()):
+                raise InputDataError(out, "exists and is not a cohort folder", "choose a new output folder or empty this one")
+        cases = find_cases(src)
+        name = cohort or _cohort_name(src)
+        with staged_folder(out, "prepare") as staging:
+            items = _write_cases(cases, staging, name, skip_bad, progress, src)
+            write_cohort_index(staging, items, name)
     return datalist
+
+
+def _cohort_name(src: Path) -> str:
+    """The name in ``src``'s datalist when it is a prepared cohort, else its folder's name."""
+    try:
+        name = json.loads((src / DATALIST_NAME).read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else src.resolve().name
 
 
 def _write_cases(cases: list[Case], staging: Path, name: str, skip_bad: bool, progress: bool, src: Path) -> list[CohortItem]:
@@ -97,10 +104,9 @@ def _write_cases(cases: list[Case], staging: Path, name: str, skip_bad: bool, pr
         write_pair(staging, case.id, image, mask)
         items.append(CohortItem(case.id, case.patient, name, case.spacing, case.hc_mm))
     if failures and not skip_bad:
-        listing = "\n".join(f"  - {err}" for err in failures)
         raise InputDataError(
             src,
-            f"{len(failures)} of {len(cases)} cases cannot be used:\n{listing}",
+            f"{len(failures)} of {len(cases)} cases cannot be used: {summarise(failures, separator='; ')}",
             "correct or remove those files, or pass --skip-bad to leave them out",
         )
     for err in failures:

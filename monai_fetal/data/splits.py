@@ -16,13 +16,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from monai.data import load_decathlon_datalist
 
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.data.cohort import DATALIST_NAME
 from monai_fetal.data.patients import patient_of
-from monai_fetal.errors import ConfigError, InputDataError
+from monai_fetal.errors import ConfigError, InputDataError, summarise
+from monai_fetal.staging import check_no_overlap
 
-__all__ = ["kshot_split", "write_split", "split_path", "SPLITS_DIR"]
+__all__ = ["kshot_split", "write_split", "split_path", "read_datalist", "evaluation_items", "SPLITS_DIR"]
 
 SPLITS_DIR = "splits"
 
@@ -146,22 +148,15 @@ def write_split(
         out: the file to write (default :func:`split_path`).
 
     Raises:
-        InputDataError: the cohort has no readable ``datalist.json``.
+        InputDataError: the cohort has no readable ``datalist.json``, or ``out`` is one of the cohort's files,
+            a folder, or an existing file that is not a split.
         ConfigError: as :func:`kshot_split`.
     """
     cohort_dir = Path(cohort_dir)
-    datalist = cohort_dir / DATALIST_NAME
-    if not datalist.is_file():
-        raise InputDataError(datalist, "not found", f"prepare the cohort first: monai-fetal prepare SRC {cohort_dir}")
-    try:
-        content = json.loads(datalist.read_text())
-        items = content["training"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise InputDataError(
-            datalist, f"is not a MONAI datalist with a 'training' list ({err})", "prepare the cohort again"
-        ) from err
-    split = kshot_split(items, shots, seed, val=val, test=test)
+    content = read_datalist(cohort_dir)
     path = Path(out) if out is not None else split_path(cohort_dir, shots, seed)
+    _check_split_target(path, cohort_dir)
+    split = kshot_split(content["training"], shots, seed, val=val, test=test)
     name = content.get("name", cohort_dir.name)
     write_json_atomic(
         path,
@@ -176,3 +171,106 @@ def write_split(
         },
     )
     return path
+
+
+def _read_json(path: Path, what: str, fix: str) -> dict:
+    """The JSON object in ``path``.
+
+    Raises:
+        InputDataError: ``path`` is missing, unreadable, not JSON, or not an object.
+    """
+    if not path.is_file():
+        raise InputDataError(path, "not found" if not path.exists() else "is not a file", fix)
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputDataError(path, f"is not a readable {what} ({err})", fix) from err
+    if not isinstance(content, dict):
+        raise InputDataError(path, f"is not a {what}: it holds a JSON {type(content).__name__}, not an object", fix)
+    return content
+
+
+def _check_items(path: Path, key: str, items: object, fix: str) -> list[dict]:
+    """``items`` (the ``key`` list of the datalist ``path``) checked: a non-empty list of items with an image,
+    a label and an id."""
+    if not isinstance(items, list):
+        found = "no such key" if items is None else f"a JSON {type(items).__name__}"
+        raise InputDataError(path, f"'{key}' is not a list of items ({found})", fix)
+    if not items:
+        raise InputDataError(path, f"'{key}' lists no images", fix)
+    bad = [
+        f"{key}[{index}]"
+        for index, item in enumerate(items)
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("image", "label", "id"))
+    ]
+    if bad:
+        raise InputDataError(path, f"items without a string 'image', 'label' and 'id': {summarise(bad)}", fix)
+    return items
+
+
+def read_datalist(cohort_dir: str | Path) -> dict:
+    """The content of ``cohort_dir/datalist.json``, its ``training`` list checked (non-empty, items with an
+    image, a label and an id).
+
+    Raises:
+        InputDataError: the datalist is missing, unreadable, not JSON, or has no usable ``training`` list.
+    """
+    cohort_dir = Path(cohort_dir)
+    path = cohort_dir / DATALIST_NAME
+    if not path.exists():
+        raise InputDataError(path, "not found", f"prepare the cohort first: monai-fetal prepare SRC {cohort_dir}")
+    fix = f"prepare the cohort again: monai-fetal prepare SRC {cohort_dir} --overwrite"
+    content = _read_json(path, "MONAI datalist (an object with a 'training' list)", fix)
+    _check_items(path, "training", content.get("training"), fix)
+    return content
+
+
+def _check_split_target(path: Path, cohort_dir: Path) -> None:
+    """Refuse to write a split over the cohort's own files, a folder, or a file that is not a split."""
+    check_no_overlap(path, [cohort_dir / DATALIST_NAME, cohort_dir / "spacing.csv"], cohorts=[cohort_dir])
+    if path.is_dir():
+        raise InputDataError(path, "is a folder", "give the split a file name ending in .json")
+    if path.exists():
+        try:
+            is_split = isinstance(json.loads(path.read_text()).get("split"), dict)
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            is_split = False
+        if not is_split:
+            raise InputDataError(path, "exists and is not a split file, which split never replaces", "give a new file name")
+
+
+def evaluation_items(cohort_dir: str | Path, split_file: str | Path | None = None, key: str = "test") -> list[dict]:
+    """The items to evaluate, with absolute paths: every image of the cohort, or the ``key`` part of a split.
+
+    A split must be of this cohort (its ``split.cohort`` is the cohort's name where it records one) and list
+    only ids of the cohort; every listed image and mask must exist.
+
+    Raises:
+        InputDataError: the datalist or split is missing or malformed, the part is empty, the split is of
+            another cohort or lists ids the cohort lacks, or listed files are missing.
+    """
+    cohort_dir = Path(cohort_dir)
+    content = read_datalist(cohort_dir)
+    source = cohort_dir / DATALIST_NAME
+    if split_file:
+        source = Path(split_file)
+        fix = f"write the split of this cohort: monai-fetal split {cohort_dir} --shots N"
+        split = _read_json(source, "split file", fix)
+        _check_items(source, key, split.get(key), fix)
+        recorded = split.get("split", {}).get("cohort") if isinstance(split.get("split"), dict) else None
+        name = content.get("name", cohort_dir.name)
+        if recorded is not None and recorded != name:
+            raise InputDataError(source, f"is a split of cohort {recorded!r}, not of {name!r} ({cohort_dir})", fix)
+        known = {item["id"] for item in content["training"]}
+        unknown = [item["id"] for item in split[key] if item["id"] not in known]
+        if unknown:
+            raise InputDataError(source, f"lists {len(unknown)} ids that {cohort_dir} does not have: {summarise(unknown)}", fix)
+    items = load_decathlon_datalist(str(source), data_list_key=key if split_file else "training", base_dir=str(cohort_dir))
+    missing = [path for item in items for path in (item["image"], item["label"]) if not Path(path).is_file()]
+    if missing:
+        raise InputDataError(
+            source,
+            f"lists {len(missing)} files that do not exist: {summarise(missing)}",
+            f"prepare the cohort again: monai-fetal prepare SRC {cohort_dir} --overwrite",
+        )
+    return items

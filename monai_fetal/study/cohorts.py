@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_fetal.atomic import replace_dir, write_json_atomic
+from monai_fetal.atomic import write_json_atomic
 from monai_fetal.data.cohort import DATALIST_NAME, write_pair
 from monai_fetal.data.io import read_image, to_uint8
 from monai_fetal.data.prepare import ensure_cohort
 from monai_fetal.errors import InputDataError
+from monai_fetal.staging import output_lock, staged_folder
 
 __all__ = ["cohort_name", "prepared_cohort", "same_source", "split_part_cohort"]
 
@@ -47,7 +48,8 @@ def split_part_cohort(cohort_dir: str | Path, split_file: str | Path, out: str |
 
     This is what the generator trains on: the few real pairs of a k-shot split. A one-image part is
     completed by its left-right mirror image, as the generator's shape prior needs two masks (the
-    generator's training flips images left-right anyway). Built under a temporary name, then renamed.
+    generator's training flips images left-right anyway). Built in a staging folder, then renamed
+    (:func:`monai_fetal.staging.staged_folder`).
 
     Raises:
         InputDataError: the split has no ``key`` items.
@@ -56,20 +58,16 @@ def split_part_cohort(cohort_dir: str | Path, split_file: str | Path, out: str |
     items = json.loads(Path(split_file).read_text()).get(key) or []
     if not items:
         raise InputDataError(split_file, f"has no '{key}' images", "write the split with at least one image there")
-    staging = out.with_name(f".{out.name}.partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    for folder in ("images", "masks"):
-        (staging / folder).mkdir(parents=True)
-    for item in items:
-        shutil.copy2(cohort_dir / item["image"], staging / item["image"])
-        shutil.copy2(cohort_dir / item["label"], staging / item["label"])
-    entries = [dict(item) for item in items]
-    if len(entries) < MIN_SHAPE_PRIOR_MASKS:
-        entry, image, mask = _mirrored(items[0], cohort_dir)
-        write_pair(staging, entry["id"], to_uint8(image), mask)
-        entries.append(entry)
-    write_json_atomic(staging / DATALIST_NAME, {"name": out.name, "numTraining": len(entries), "training": entries})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    replace_dir(staging, out)
+    with output_lock(out), staged_folder(out, "split-part") as staging:
+        for folder in ("images", "masks"):
+            (staging / folder).mkdir(parents=True)
+        for item in items:
+            shutil.copy2(cohort_dir / item["image"], staging / item["image"])
+            shutil.copy2(cohort_dir / item["label"], staging / item["label"])
+        entries = [dict(item) for item in items]
+        if len(entries) < MIN_SHAPE_PRIOR_MASKS:
+            entry, image, mask = _mirrored(items[0], cohort_dir)
+            write_pair(staging, entry["id"], to_uint8(image), mask)
+            entries.append(entry)
+        write_json_atomic(staging / DATALIST_NAME, {"name": out.name, "numTraining": len(entries), "training": entries})
     return out
