@@ -1,0 +1,296 @@
+"""What MONAI's ``SupervisedTrainer`` needs to train the latent generator, and its sampler.
+
+- :class:`AutoencoderLoss`: L1 + spectral (MONAI's ``JukeboxLoss``, which keeps speckle) + KL, on
+  ``AutoencoderKL``'s ``(reconstruction, z_mu, z_sigma)``.
+- :class:`LatentPrepareBatch`: a ``DiffusionPrepareBatch`` that encodes the images with the frozen
+  autoencoder and adds the mask channel (or ``CONDITION_FILL`` for unlabelled images and dropped masks).
+- :func:`latent_scale_factor`: one over the standard deviation of the latents, as latent diffusion scales them.
+- :func:`sample_latent_images`: DDIM/DDPM sampling through MONAI's ``LatentDiffusionInferer``.
+- :class:`TimeLimit` and :class:`LatentSampleGrid`: trainer handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.engines import DiffusionPrepareBatch
+from monai.inferers import LatentDiffusionInferer
+from monai.losses import JukeboxLoss
+from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
+from monai.networks.schedulers import Scheduler
+from monai.utils import convert_to_tensor
+from torch import nn
+
+from monai_fetal.engines.diffusion import make_scheduler
+from monai_fetal.errors import ConfigError
+from monai_fetal.networks.latent import CONDITION_FILL, latent_shape, mask_to_latent, read_latent_settings
+from monai_fetal.visualize import save_pair_grid
+
+__all__ = [
+    "AutoencoderLoss",
+    "LatentPrepareBatch",
+    "LatentSampleGrid",
+    "TimeLimit",
+    "latent_scale_factor",
+    "sample_latent_images",
+    "stored_or_new_scale_factor",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class AutoencoderLoss(nn.Module):
+    """``l1 + spectral_weight * spectral + kl_weight * KL`` for ``AutoencoderKL``'s output tuple.
+
+    Args:
+        kl_weight: weight of the KL divergence of the latent posterior to N(0, 1) (small: the latents stay
+            close to a unit Gaussian without losing detail).
+        spectral_weight: weight of the spectral (Fourier magnitude) loss, MONAI's ``JukeboxLoss``.
+    """
+
+    def __init__(self, kl_weight: float = 1e-6, spectral_weight: float = 0.1) -> None:
+        super().__init__()
+        for key, value in (("kl_weight", kl_weight), ("spectral_weight", spectral_weight)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(key, value, "a number >= 0")
+        self.kl_weight = float(kl_weight)
+        self.spectral_weight = float(spectral_weight)
+        self.spectral = JukeboxLoss(spatial_dims=2)
+
+    def forward(self, output: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """The loss of ``(reconstruction, z_mu, z_sigma)`` against ``target`` images."""
+        reconstruction, z_mu, z_sigma = output
+        reconstruction = reconstruction.float()
+        loss = torch.nn.functional.l1_loss(reconstruction, target)
+        if self.spectral_weight:
+            loss = loss + self.spectral_weight * self.spectral(reconstruction, target)
+        if self.kl_weight:
+            mu, sigma = z_mu.float(), z_sigma.float()
+            kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-12) - 1).sum(dim=(1, 2, 3)).mean()
+            loss = loss + self.kl_weight * kl
+        return loss
+
+
+class LatentPrepareBatch(DiffusionPrepareBatch):
+    """Latents, their noise target and the mask condition for ``DiffusionInferer`` (``concat`` mode).
+
+    Images ``[B, 1, H, W]`` in [-1, 1] are encoded by the frozen ``autoencoder`` (a sample of the
+    posterior) and multiplied by ``scale_factor``. The condition channel is the mask at latent size, or
+    ``fill_value`` when the batch has no ``mask_key`` (unlabelled images: the prior) and, with
+    probability ``condition_dropout``, per image (classifier-free guidance).
+
+    Args:
+        autoencoder: the trained ``AutoencoderKL`` (frozen, on the training device).
+        settings: the latent generator settings (latent size).
+        scale_factor: multiplies the latents.
+        num_train_timesteps: steps of the noise schedule.
+        scheduler: the training scheduler: its ``prediction_type`` decides the target (velocity or noise).
+        condition_dropout: probability of dropping an image's mask, in [0, 1).
+        fill_value: the value of an absent or dropped mask.
+        image_key: batch key of the images.
+        mask_key: batch key of the masks; ``None`` for unlabelled images.
+    """
+
+    def __init__(
+        self,
+        autoencoder: AutoencoderKL,
+        settings: Mapping,
+        scale_factor: float,
+        num_train_timesteps: int,
+        scheduler: Scheduler | None = None,
+        condition_dropout: float = 0.1,
+        fill_value: float = CONDITION_FILL,
+        image_key: str = "image",
+        mask_key: str | None = "label",
+    ) -> None:
+        if isinstance(condition_dropout, bool) or not isinstance(condition_dropout, (int, float)) or not 0 <= condition_dropout < 1:
+            raise ConfigError("condition_dropout", condition_dropout, "a probability in [0, 1)")
+        super().__init__(num_train_timesteps)
+        self.autoencoder = autoencoder.eval().requires_grad_(False)
+        self.settings = settings
+        self.scale_factor = float(scale_factor)
+        self.scheduler = scheduler
+        self.condition_dropout = float(condition_dropout)
+        self.fill_value = float(fill_value)
+        self.image_key = image_key
+        self.mask_key = mask_key
+
+    def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The velocity for a ``v_prediction`` scheduler, else the noise."""
+        if self.scheduler is not None and self.scheduler.prediction_type == "v_prediction":
+            return self.scheduler.get_velocity(images, noise, timesteps)
+        return noise
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
+        """``(latents, target, (), inferer kwargs)`` as ``SupervisedTrainer`` expects."""
+        images = convert_to_tensor(batchdata[self.image_key], track_meta=False).to(device, non_blocking=non_blocking, **kwargs)
+        with torch.no_grad():
+            latents = self.autoencoder.encode_stage_2_inputs(images.float()) * self.scale_factor
+        _, rows, cols = latent_shape(self.settings)
+        condition = torch.full((latents.shape[0], 1, rows, cols), self.fill_value, device=latents.device)
+        if self.mask_key is not None and self.mask_key in batchdata:
+            masks = convert_to_tensor(batchdata[self.mask_key], track_meta=False).to(latents.device)
+            kept = torch.rand(masks.shape[0], device=latents.device) >= self.condition_dropout
+            condition = torch.where(kept[:, None, None, None], mask_to_latent(masks, self.settings), condition)
+        noise = self.get_noise(latents)
+        timesteps = self.get_timesteps(latents)
+        target = self.get_target(latents, noise, timesteps)
+        return latents, target, (), {"noise": noise, "timesteps": timesteps, "condition": condition, "mode": "concat"}
+
+
+@torch.no_grad()
+def latent_scale_factor(autoencoder: AutoencoderKL, batches: Iterable[Mapping], device: str | torch.device, image_key: str = "image") -> float:
+    """``1 / std`` of the latent means of the images in ``batches`` (rounded to 4 significant digits).
+
+    Deterministic for a deterministic loader (posterior means, no sampling), so a resumed run computes
+    the same factor.
+    """
+    autoencoder = autoencoder.eval()
+    means = [autoencoder.encode(convert_to_tensor(b[image_key], track_meta=False).to(device).float())[0] for b in batches]
+    if not means:
+        raise ConfigError("dataset", 0, "at least one image to scale the latents")
+    std = float(torch.cat([m.flatten() for m in means]).std())
+    return float(f"{1.0 / std:.4g}")
+
+
+def stored_or_new_scale_factor(
+    settings_path: str | Path, autoencoder: AutoencoderKL, batches: Iterable[Mapping], device: str | torch.device
+) -> float:
+    """The scale factor of the settings already at ``settings_path`` (a resumed run), else one from ``batches``."""
+    settings_path = Path(settings_path)
+    if settings_path.is_file():
+        return float(read_latent_settings(settings_path)["scale_factor"])
+    return latent_scale_factor(autoencoder, batches, device)
+
+
+@torch.no_grad()
+def sample_latent_images(
+    autoencoder: AutoencoderKL,
+    unet: DiffusionModelUNet,
+    settings: Mapping,
+    seeds: Sequence[int],
+    masks: torch.Tensor | None = None,
+    steps: int = 25,
+    sampler: str = "ddim",
+    guidance: float = 1.0,
+) -> torch.Tensor:
+    """One image per seed, ``[B, 1, rows, cols]`` in [0, 1], conditioned on ``masks`` when given.
+
+    Args:
+        autoencoder: the trained autoencoder (eval mode); sampling runs on its device.
+        unet: the trained latent UNet (eval mode), on the same device.
+        settings: the latent generator settings.
+        seeds: one seed per image: its starting noise depends only on it.
+        masks: ``[B, 1, rows, cols]`` head masks in {0, 1} at the generator's size, or ``None`` (the prior).
+        steps: sampling steps.
+        sampler: ``ddim`` or ``ddpm``.
+        guidance: classifier-free guidance scale (1: conditional prediction only).
+    """
+    device = next(unet.parameters()).device
+    channels, rows, cols = latent_shape(settings)
+    if masks is not None and (masks.ndim != 4 or masks.shape[0] != len(seeds) or tuple(masks.shape[2:]) != tuple(settings["image_size"])):
+        raise ConfigError("masks", tuple(masks.shape), f"[{len(seeds)}, 1, {settings['image_size'][0]}, {settings['image_size'][1]}]")
+    noise = torch.stack([torch.randn((channels, rows, cols), generator=torch.Generator().manual_seed(int(s))) for s in seeds]).to(device)
+    if masks is None:
+        condition = torch.full((len(seeds), 1, rows, cols), CONDITION_FILL, device=device)
+    else:
+        condition = mask_to_latent(masks.to(device), settings)
+    inferer = LatentDiffusionInferer(make_scheduler(settings, sampler, steps), scale_factor=settings["scale_factor"])
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seeds[0]))
+        images = inferer.sample(
+            input_noise=noise,
+            autoencoder_model=autoencoder,
+            diffusion_model=unet,
+            conditioning=condition,
+            mode="concat",
+            verbose=False,
+            cfg=None if masks is None or guidance == 1.0 else float(guidance),
+            cfg_fill_value=CONDITION_FILL,
+        )
+    return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+class TimeLimit:
+    """Stop training after ``seconds`` of wall time (checked after each iteration); ``None`` never stops.
+
+    The trainer then ends as if completed (final model saved); the epoch checkpoints let a later run go on.
+    """
+
+    def __init__(self, seconds: float | None = None) -> None:
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
+            raise ConfigError("time_limit", seconds, "a number of seconds > 0, or null for no limit")
+        self.seconds = seconds
+        self.start = time.monotonic()
+
+    def attach(self, engine: Engine) -> None:
+        if self.seconds is not None:
+            engine.add_event_handler(Events.STARTED, self.restart)
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def restart(self, engine: Engine) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, engine: Engine) -> None:
+        if time.monotonic() - self.start > self.seconds:
+            logger.info("time limit of %.0f s reached at epoch %d, iteration %d", self.seconds, engine.state.epoch, engine.state.iteration)
+            engine.terminate()
+
+
+class LatentSampleGrid:
+    """Every ``interval`` epochs and at the end, sample images with the (EMA) UNet and save a grid PNG.
+
+    Files are ``output_dir/epoch_NNNN.png``; with ``masks``, their contours are drawn over the images.
+    """
+
+    def __init__(
+        self,
+        autoencoder: AutoencoderKL,
+        unet: DiffusionModelUNet,
+        settings: Mapping,
+        output_dir: str | Path,
+        count: int = 8,
+        masks: Sequence[np.ndarray] | None = None,
+        interval: int = 5,
+        steps: int = 25,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ConfigError("sample_interval", interval, "an integer >= 1 (epochs between sample grids)")
+        self.autoencoder = autoencoder
+        self.unet = unet
+        self.settings = settings
+        self.output_dir = Path(output_dir)
+        self.masks = None if masks is None else torch.stack([torch.as_tensor(np.asarray(m, np.float32))[None] for m in masks])
+        self.count = count if masks is None else len(masks)
+        self.interval = interval
+        self.steps = steps
+        self.seed = seed
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> Path:
+        path = self.output_dir / f"epoch_{engine.state.epoch:04d}.png"
+        was_training = self.unet.training
+        self.unet.eval()
+        seeds = [self.seed + k for k in range(self.count)]
+        images = sample_latent_images(self.autoencoder, self.unet, self.settings, seeds, self.masks, self.steps)
+        self.unet.train(was_training)
+        masks = self.masks[:, 0].numpy() if self.masks is not None else np.zeros((self.count, *images.shape[2:]), np.uint8)
+        save_pair_grid(list(images[:, 0].cpu().numpy()), list(masks), path, titles=[f"seed {s}" for s in seeds], columns=4)
+        logger.info("sample grid: %s", path)
+        return path

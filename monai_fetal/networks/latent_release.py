@@ -1,0 +1,97 @@
+"""Shipped latent-generator weights: write a release folder from a training run, and check one at load.
+
+A release folder holds ``latent_generator.json``, ``autoencoder.pt`` and ``unet.pt`` (the UNet in half
+precision, as diffusion weights are commonly shipped). Its files are listed with their sha256 in the
+bundle's ``large_files.yml`` (MONAI's format: ``large_files: [{path, url, hash_val, hash_type}]``), and
+:func:`verified_release` refuses a file whose hash differs, before ``torch.load`` ever reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+
+from monai_fetal.atomic import atomic_path
+from monai_fetal.errors import InputDataError
+from monai_fetal.networks.latent import AUTOENCODER_NAME, LATENT_SETTINGS_NAME, UNET_NAME, read_latent_settings
+
+__all__ = ["RELEASE_FILES", "sha256_of", "write_release", "write_large_files", "verified_release"]
+
+RELEASE_FILES = (LATENT_SETTINGS_NAME, AUTOENCODER_NAME, UNET_NAME)
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_release(run_dir: str | Path, release_dir: str | Path) -> Path:
+    """Copy a finished prior or conditioning run's settings and final weights into ``release_dir``.
+
+    The UNet's state dict is stored in float16 (half the size; loading casts it back).
+
+    Raises:
+        InputDataError: the run lacks its settings or a final weights file.
+    """
+    run_dir, release_dir = Path(run_dir), Path(release_dir)
+    read_latent_settings(run_dir)
+    for name in (AUTOENCODER_NAME, UNET_NAME):
+        if not (run_dir / name).is_file():
+            raise InputDataError(run_dir / name, "not found", "let the training run finish (it writes its final weights at the end)")
+    release_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(release_dir / LATENT_SETTINGS_NAME) as tmp:
+        shutil.copyfile(run_dir / LATENT_SETTINGS_NAME, tmp)
+    with atomic_path(release_dir / AUTOENCODER_NAME) as tmp:
+        torch.save(torch.load(run_dir / AUTOENCODER_NAME, map_location="cpu", weights_only=True), tmp)
+    unet = torch.load(run_dir / UNET_NAME, map_location="cpu", weights_only=True)
+    with atomic_path(release_dir / UNET_NAME) as tmp:
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in unet.items()}, tmp)
+    return release_dir
+
+
+def write_large_files(bundle_root: str | Path, release_dir: str | Path, url: str = "") -> Path:
+    """Write ``bundle_root/large_files.yml`` listing the release's files (relative paths) with their sha256."""
+    bundle_root, release_dir = Path(bundle_root), Path(release_dir)
+    entries = [
+        {"path": str((release_dir / name).relative_to(bundle_root)), "url": url, "hash_val": sha256_of(release_dir / name), "hash_type": "sha256"}
+        for name in RELEASE_FILES
+    ]
+    path = bundle_root / "large_files.yml"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(yaml.safe_dump({"large_files": entries}, sort_keys=False))
+    return path
+
+
+def verified_release(bundle_root: str | Path, release_dir: str | Path) -> Path:
+    """``release_dir`` after checking each of its files against the sha256 in ``bundle_root/large_files.yml``.
+
+    Raises:
+        InputDataError: ``large_files.yml`` is missing or does not list a file, a file is missing, or its
+            hash differs (a damaged or replaced file is never loaded).
+    """
+    bundle_root, release_dir = Path(bundle_root), Path(release_dir)
+    listing = bundle_root / "large_files.yml"
+    try:
+        entries = {e["path"]: e for e in yaml.safe_load(listing.read_text())["large_files"]}
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
+        raise InputDataError(listing, f"cannot be read as MONAI's large_files.yml ({err})", "restore it from the repository") from err
+    for name in RELEASE_FILES:
+        path = release_dir / name
+        key = str(path.relative_to(bundle_root)) if path.is_relative_to(bundle_root) else str(path)
+        if key not in entries:
+            raise InputDataError(listing, f"does not list {key}", "restore large_files.yml from the repository")
+        if not path.is_file():
+            raise InputDataError(path, "not found", "reinstall the package, or restore the bundle's models/ folder from the repository")
+        expected = entries[key]["hash_val"]
+        found = sha256_of(path)
+        if found != expected:
+            raise InputDataError(path, f"has sha256 {found}, expected {expected}: the file is damaged or was replaced", "restore it from the repository (git checkout -- <file>) or reinstall the package")
+    return release_dir
