@@ -15,6 +15,7 @@ setup(
             "*/configs/*.json",
             "*/configs/*.conf",
             "*/docs/*",
+            "fetal_us_diffusion/models/prior/*",  # the pretrained prior, listed in large_files.yml
         ]
     },
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from monai.apps.utils import HashCheckError
 from monai.bundle import verify_metadata
 
@@ -85,7 +86,8 @@ def test_the_data_licence_attributes_hc18(name: str) -> None:
 
 
 def test_the_wheel_patterns_cover_every_bundle_file() -> None:
-    """Each file of ``bundles/`` (but run outputs) matches a ``package_data`` pattern of setup.py."""
+    """Each file of ``bundles/`` (but run outputs) matches a ``package_data`` pattern of setup.py; shipped weights
+    are those of ``large_files.yml``."""
     patterns = [
         element.value
         for node in ast.walk(ast.parse((ROOT / "setup.py").read_text()))
@@ -95,11 +97,18 @@ def test_the_wheel_patterns_cover_every_bundle_file() -> None:
         for element in value.elts
     ]
     assert patterns
+    shipped = {
+        f"{name}/{entry['path']}"
+        for name in BUNDLES
+        if (bundle_dir(name) / "large_files.yml").is_file()
+        for entry in yaml.safe_load((bundle_dir(name) / "large_files.yml").read_text())["large_files"]
+    }
     files = [
         path.relative_to(ROOT / "bundles").as_posix()
         for path in (ROOT / "bundles").rglob("*")
-        if path.is_file() and not {"models", "eval", "__pycache__"} & set(path.relative_to(ROOT / "bundles").parts)
+        if path.is_file() and not {"eval", "__pycache__"} & set(path.relative_to(ROOT / "bundles").parts)
     ]
+    files = [f for f in files if "/models/" not in f or f in shipped]
     uncovered = [f for f in files if not any(fnmatch.fnmatch(f, p) and f.count("/") == p.count("/") for p in patterns)]
     assert not uncovered, f"add patterns to setup.py's package_data for {uncovered}"
 
@@ -110,8 +119,13 @@ def _source_copy(out: Path) -> Path:
     for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, out / name)
     shutil.copytree(ROOT / "monai_fetal", out / "monai_fetal", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "bundles", out / "bundles", ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
+    shutil.copytree(ROOT / "bundles", out / "bundles", ignore=_run_outputs)
     return out
+
+
+def _run_outputs(folder: str, names: list[str]) -> set[str]:
+    """What runs write into a bundle folder: ``eval/``, and ``models/`` but for the shipped ``models/prior/``."""
+    return {n for n in names if n in ("eval", "__pycache__") or (Path(folder).name == "models" and n != "prior")}
 
 
 @pytest.mark.slow
@@ -135,6 +149,11 @@ def test_a_non_editable_install_runs_the_cli_and_a_bundle_outside_the_checkout(t
     located = run(python, "-c", "import monai_fetal.bundles as b; print(b.__file__); print(b.bundle_dir('fetal_head_sam'))")
     module, bundle = (Path(line) for line in located.stdout.split())
     assert module.is_relative_to(site.strip()) and bundle.is_relative_to(site.strip()), located.stdout + located.stderr
+    prior = run(
+        python, "-c", "from monai_fetal.bundles import bundle_dir; from monai_fetal.networks.latent_release import "
+        "verified_release; b = bundle_dir('fetal_us_diffusion'); print(verified_release(b, b / 'models' / 'prior'))",
+    )  # fmt: skip
+    assert prior.returncode == 0 and Path(prior.stdout.strip()).is_relative_to(site.strip()), prior.stderr[-2000:]
     configs = bundle / "configs"
     verified = run(
         python, "-m", "monai.bundle", "verify_metadata", "--meta_file", configs / "metadata.json",
