@@ -1,30 +1,64 @@
-"""Locating and running the project's MONAI bundles with overrides (what the CLI wrappers call)."""
+"""Locating, checking and running the project's MONAI bundles with overrides (what the CLI wrappers call).
+
+``python -m monai_fetal.bundles NAME`` prints a bundle's folder, for ``python -m monai.bundle run --bundle_root``.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigWorkflow, verify_metadata
 
 from monai_fetal.errors import ConfigError, user_error_in
 
-__all__ = ["BUNDLES", "bundle_dir", "run_bundle"]
+__all__ = ["BUNDLES", "META_SCHEMA", "META_SCHEMA_SHA256", "bundle_dir", "run_bundle", "verify_bundle_metadata"]
 
 BUNDLES = ("fetal_head_sam", "fetal_us_diffusion")
 _BUNDLES_ENV = "MONAI_FETAL_BUNDLES"
+_INSTALLED = Path(__file__).resolve().parent / "bundle_files"  # setup.py ships bundles/ here (pip install .)
+_CHECKOUT = Path(__file__).resolve().parents[1] / "bundles"  # a source checkout or an editable install
+
+# MONAI's bundle metadata schema beside the bundles: the text of meta_schema_20240725.json (MONAI-extra-test-data
+# release 0.8.1, as published at https://project-monai.github.io/schema/), so that checks need no download.
+META_SCHEMA = "meta_schema_20240725.json"
+META_SCHEMA_SHA256 = "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678"
 
 
 def bundle_dir(name: str) -> Path:
-    """Folder of bundle ``name``: under ``$MONAI_FETAL_BUNDLES`` if set, else the checkout's ``bundles/``."""
+    """Folder of bundle ``name``: under ``$MONAI_FETAL_BUNDLES`` if set, else the installed package's copy, else the checkout's ``bundles/``."""
     if name not in BUNDLES:
         raise ConfigError("bundle", name, "one of " + ", ".join(BUNDLES))
-    root = Path(os.environ.get(_BUNDLES_ENV, Path(__file__).resolve().parents[1] / "bundles"))
-    path = root / name
-    if not (path / "configs" / "metadata.json").is_file():
-        raise ConfigError(_BUNDLES_ENV, str(root), f"a folder that holds {name}/configs (the repository's bundles/)")
-    return path
+    override = os.environ.get(_BUNDLES_ENV)
+    roots = [Path(override)] if override else [_INSTALLED, _CHECKOUT]
+    for root in roots:
+        if (root / name / "configs" / "metadata.json").is_file():
+            return root / name
+    raise ConfigError(
+        _BUNDLES_ENV if override else "bundles",
+        " or ".join(str(root) for root in roots),
+        f"a folder that holds {name}/configs (reinstall monai-fetal, or set {_BUNDLES_ENV} to the repository's bundles/)",
+    )
+
+
+def verify_bundle_metadata(name: str) -> None:
+    """Check bundle ``name``'s ``metadata.json`` against MONAI's metadata schema (MONAI's ``verify_metadata``).
+
+    The schema is the vendored :data:`META_SCHEMA`, its SHA-256 checked first; nothing is downloaded.
+
+    Raises:
+        ValueError: the metadata does not follow the schema (naming the failed rule).
+        monai.apps.utils.HashCheckError: the vendored schema file was changed.
+    """
+    root = bundle_dir(name)
+    verify_metadata(
+        meta_file=str(root / "configs" / "metadata.json"),
+        filepath=str(root.parent / META_SCHEMA),
+        hash_val=META_SCHEMA_SHA256,
+        hash_type="sha256",
+    )
 
 
 def run_bundle(name: str, config: str | Sequence[str], overrides: Mapping[str, object] | None = None) -> ConfigWorkflow:
@@ -66,3 +100,7 @@ def run_bundle(name: str, config: str | Sequence[str], overrides: Mapping[str, o
             raise cause from err
         raise
     return workflow
+
+
+if __name__ == "__main__":
+    print(bundle_dir(sys.argv[1] if len(sys.argv) > 1 else BUNDLES[0]))

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import verify_metadata, verify_net_in_out
+from monai.bundle import verify_net_in_out
 from monai.data import load_decathlon_datalist
 from monai.inferers import DiffusionInferer
 
-from monai_fetal.bundles import bundle_dir, run_bundle
+from monai_fetal.bundles import bundle_dir, run_bundle, verify_bundle_metadata
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image
 from monai_fetal.engines.checkpoints import latest_checkpoint
@@ -232,8 +232,7 @@ def test_cli_synthesize_and_user_errors(concat_generator: Path, tmp_path: Path, 
 
 def test_metadata_and_network_shapes_verify(tmp_path: Path):
     configs = bundle_dir(BUNDLE) / "configs"
-    schema = bundle_dir(BUNDLE).parent / "meta_schema.json"
-    verify_metadata(meta_file=str(configs / "metadata.json"), filepath=str(schema))
+    verify_bundle_metadata(BUNDLE)
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(configs / "metadata.json"),

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monai_fetal.data.cohort import read_filled_masks
 from monai_fetal.data.phantom import make_phantom_cohort
 from monai_fetal.data.splits import write_split
 from monai_fetal.errors import ConfigError
@@ -81,7 +82,7 @@ def test_one_shot_part_is_completed_by_its_mirror_and_fits_a_shape_prior(phantom
 
     original, mirror = (read_image(part / item["label"]) for item in items)
     np.testing.assert_array_equal(original[:, ::-1], mirror)
-    assert EllipseShapePrior.from_cohort(part).count == 2
+    assert EllipseShapePrior.fit(read_filled_masks(part)).count == 2
     three = split_part_cohort(phantom, write_split(phantom, 3, 0, val=2, test=3, out=tmp_path / "s3.json"), tmp_path / "p3")
     assert len(list((three / "images").iterdir())) == 3
 

