@@ -14,7 +14,10 @@ from monai.bundle import ConfigWorkflow, verify_metadata
 
 from monai_fetal.errors import ConfigError, user_error_in
 
-__all__ = ["BUNDLES", "META_SCHEMA", "META_SCHEMA_SHA256", "bundle_dir", "run_bundle", "verify_bundle_metadata"]
+__all__ = ["BUNDLES", "LATENT_CONDITIONING_CONFIGS", "META_SCHEMA", "META_SCHEMA_SHA256", "bundle_dir", "run_bundle", "verify_bundle_metadata"]
+
+LATENT_CONDITIONING_CONFIGS = ("latent_common.json", "train_prior.json", "train_conditioning.json")
+"""The diffusion bundle's configs of few-shot conditioning, merged in order (each overlays the one before)."""
 
 BUNDLES = ("fetal_head_sam", "fetal_us_diffusion")
 _BUNDLES_ENV = "MONAI_FETAL_BUNDLES"

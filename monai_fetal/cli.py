@@ -12,8 +12,6 @@ from monai_fetal.errors import ConfigError, user_error_in
 __all__ = ["build_parser", "main"]
 
 GENERATOR_MODES = ("latent", "concat", "controlnet", "joint")
-LATENT_CONDITIONING_CONFIGS = ("latent_common.json", "train_prior.json", "train_conditioning.json")
-"""The diffusion bundle's configs of few-shot conditioning, merged in order (each overlays the one before)."""
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -108,7 +106,7 @@ def _segment(args: argparse.Namespace) -> None:
 
 
 def _train_generator(args: argparse.Namespace) -> None:
-    from monai_fetal.bundles import run_bundle
+    from monai_fetal.bundles import LATENT_CONDITIONING_CONFIGS, run_bundle
 
     overrides = {"dataset_dir": args.data, "output_dir": args.out, "preset": args.preset}
     if args.epochs is not None:

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "monai_fetal"
 # jobs of the upper layers: ``shape`` is geometry on arrays, ``networks`` builds and loads modules.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("atomic", "config_checks", "checkpoint_files", "distributed", "staging"),
+    ("atomic", "config_checks", "checkpoint_files", "distributed"),
+    ("staging",),
     ("shape",),
     ("data", "transforms"),
     ("visualize",),
