@@ -193,26 +193,37 @@ def test_conditioning_starts_from_a_prior_and_synthesises_a_cohort(tiny_prior: P
     assert all((synthetic / item["image"]).is_file() and (synthetic / item["label"]).is_file() for item in items)
 
 
-def test_conditioning_resumes_after_a_kill(tiny_prior: Path, image_folder: Path, tmp_path: Path):
-    out = tmp_path / "generator"
-    configs = [str(bundle_dir(BUNDLE) / "configs" / name) for name in (COMMON, "train_prior.json", "train_conditioning.json")]
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["prior", "conditioning"])
+def test_training_resumes_after_a_kill(stage: str, tiny_prior: Path, image_folder: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    stage_configs = ["train_prior.json"] if stage == "prior" else ["train_prior.json", "train_conditioning.json"]
+    configs = [str(bundle_dir(BUNDLE) / "configs" / name) for name in (COMMON, *stage_configs)]
+    if stage == "prior":
+        out.mkdir()
+        shutil.copy(tiny_prior / "autoencoder.pt", out / "autoencoder.pt")
+        extra = ["--protocol_file", "$None", "--image_size", str(TINY["image_size"]), "--autoencoder_args", repr(TINY_AUTOENCODER), "--unet_args", repr(TINY_UNET)]
+    else:
+        extra = ["--prior_dir", str(tiny_prior)]
     command = [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs), "--bundle_root", str(bundle_dir(BUNDLE)),
-        "--dataset_dir", str(image_folder), "--output_dir", str(out), "--prior_dir", str(tiny_prior),
+        "--dataset_dir", str(image_folder), "--output_dir", str(out), *extra,
         "--batch_size", "2", "--epoch_length", "2", "--max_epochs", "3", "--sample_count", "2", "--sample_steps", "2",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / "checkpoints_conditioning" / "checkpoint_epoch=1.pt"
+    checkpoints = out / f"checkpoints_{stage}"
+    first = checkpoints / "checkpoint_epoch=1.pt"
     deadline = time.monotonic() + 600
     while not first.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert first.is_file(), "the run ended or timed out before its first checkpoint"
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stderr + resumed.stdout
-    assert (out / "checkpoints_conditioning" / "checkpoint_epoch=3.pt").is_file()
+    assert "Epoch[1] Complete" not in resumed.stderr + resumed.stdout, "a completed epoch was trained again"
+    assert [p.name for p in checkpoints.iterdir()] == ["checkpoint_epoch=3.pt"]
     assert (out / "unet.pt").is_file()
 
 

@@ -2,7 +2,7 @@
 
 - :class:`AutoencoderLoss`: L1 + spectral (MONAI's ``JukeboxLoss``, which keeps speckle) + KL, on
   ``AutoencoderKL``'s ``(reconstruction, z_mu, z_sigma)``.
-- :class:`LatentPrepareBatch`: a ``DiffusionPrepareBatch`` that encodes the images with the frozen
+- :class:`LatentPrepareBatch`: the concat-mode prepare-batch that encodes the images with the frozen
   autoencoder and adds the mask channel (or ``CONDITION_FILL`` for unlabelled images and dropped masks).
 - :func:`latent_scale_factor`: one over the standard deviation of the latents, as latent diffusion scales them.
 - :func:`sample_latent_images`: DDIM/DDPM sampling through MONAI's ``LatentDiffusionInferer``.
@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.engines import DiffusionPrepareBatch
 from monai.inferers import LatentDiffusionInferer
 from monai.losses import JukeboxLoss
 from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
@@ -27,7 +26,7 @@ from monai.networks.schedulers import Scheduler
 from monai.utils import convert_to_tensor
 from torch import nn
 
-from monai_fetal.engines.diffusion import make_scheduler
+from monai_fetal.engines.diffusion import MaskConditionedPrepareBatch, make_scheduler
 from monai_fetal.errors import ConfigError
 from monai_fetal.networks.latent import CONDITION_FILL, LatentGenerator, latent_shape, mask_to_latent, read_latent_settings
 from monai_fetal.visualize import save_pair_grid
@@ -78,13 +77,14 @@ class AutoencoderLoss(nn.Module):
         return loss
 
 
-class LatentPrepareBatch(DiffusionPrepareBatch):
+class LatentPrepareBatch(MaskConditionedPrepareBatch):
     """Latents, their noise target and the mask condition for ``DiffusionInferer`` (``concat`` mode).
 
     Images ``[B, 1, H, W]`` in [-1, 1] are encoded by the frozen ``autoencoder`` (a sample of the
     posterior) and multiplied by ``scale_factor``. The condition channel is the mask at latent size, or
     ``fill_value`` when the batch has no ``mask_key`` (unlabelled images: the prior) and, with
-    probability ``condition_dropout``, per image (classifier-free guidance).
+    probability ``condition_dropout``, per image (classifier-free guidance). The target follows the
+    scheduler's ``prediction_type``, as in :class:`MaskConditionedPrepareBatch`.
 
     Args:
         autoencoder: the trained ``AutoencoderKL`` (frozen, on the training device).
@@ -110,23 +110,10 @@ class LatentPrepareBatch(DiffusionPrepareBatch):
         image_key: str = "image",
         mask_key: str | None = "label",
     ) -> None:
-        if isinstance(condition_dropout, bool) or not isinstance(condition_dropout, (int, float)) or not 0 <= condition_dropout < 1:
-            raise ConfigError("condition_dropout", condition_dropout, "a probability in [0, 1)")
-        super().__init__(num_train_timesteps)
+        super().__init__(num_train_timesteps, "concat", condition_dropout, fill_value, image_key, mask_key, scheduler)
         self.autoencoder = autoencoder.eval().requires_grad_(False)
         self.settings = settings
         self.scale_factor = float(scale_factor)
-        self.scheduler = scheduler
-        self.condition_dropout = float(condition_dropout)
-        self.fill_value = float(fill_value)
-        self.image_key = image_key
-        self.mask_key = mask_key
-
-    def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """The velocity for a ``v_prediction`` scheduler, else the noise."""
-        if self.scheduler is not None and self.scheduler.prediction_type == "v_prediction":
-            return self.scheduler.get_velocity(images, noise, timesteps)
-        return noise
 
     def __call__(
         self,
