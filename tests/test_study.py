@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,7 @@ class _FakeRuns:
         self.generators: list[Path] = []
         self.finetunes: list[tuple[int, int]] = []
         self.evaluated: list[tuple[Path, set[str]]] = []
+        self.checkpoints: list[Path | None] = []
 
     def train_generator(self, cohort: Path, out: Path, options: GeneratorOptions, seed: int) -> str:
         self.generators.append(cohort)
@@ -106,6 +108,7 @@ class _FakeRuns:
         return str(out / "model.pt")
 
     def evaluate_sam(self, cohort, out, checkpoint, prompt, cache_dir, split_file=None):
+        self.checkpoints.append(checkpoint)
         if split_file is not None:
             split = json.loads(Path(split_file).read_text())
             used = {item["id"] for key in ("training", "validation") for item in split[key]}
@@ -157,7 +160,7 @@ def test_experiment_grid_resumes_and_trains_one_generator_per_seed_and_shots(
 
 def test_experiment_refuses_a_bad_grid(phantom: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="shots"):
-        run_experiment(ExperimentPlan(phantom, (phantom,), (0,), (0,), (0,), tmp_path / "bad"))
+        run_experiment(ExperimentPlan(phantom, (phantom,), (-1,), (0,), (0,), tmp_path / "bad"))
     with pytest.raises(ConfigError, match="shots"):
         run_experiment(ExperimentPlan(phantom, (phantom,), (12,), (0,), (0,), tmp_path / "big", test_images=4))
 
@@ -218,13 +221,46 @@ def test_demo_runs_every_stage_once_and_writes_its_report(tmp_path: Path, monkey
     assert fake.calls == [] and "skipped (done before)" in report.read_text()
 
 
-def test_experiment_tests_another_cohort_on_all_its_images(
-    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    other = make_phantom_cohort(tmp_path / "other", 5, seed=8, size=(128, 192), progress=False).parent
+def _fake_experiment_runs(monkeypatch: pytest.MonkeyPatch) -> _FakeRuns:
     fake = _FakeRuns()
     for name in ("train_generator", "synthesize", "finetune_sam", "evaluate_sam"):
         monkeypatch.setattr(experiment_module, name, getattr(fake, name))
+    return fake
+
+
+def test_zero_shots_evaluates_the_pretrained_model_on_the_same_test_images(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _fake_experiment_runs(monkeypatch)
+    plan = ExperimentPlan(
+        data=phantom, tests=(phantom,), shots=(0, 2), synthetic=(0, 4), seeds=(0,), out=tmp_path / "exp",
+        prompts=("gt_box",), test_images=4, sam=SamOptions(val=2),
+    )
+    rows = read_results(run_experiment(plan))
+    assert [(r["shots"], r["synthetic"]) for r in rows] == [(0, 0), (2, 0), (2, 4)]  # no synthetic pairs without shots
+    assert fake.finetunes == [(2, 0), (2, 4)] and len(fake.generators) == 1
+    assert fake.checkpoints[0] is None and all(c is not None for c in fake.checkpoints[1:])
+    zero, two = (json.loads(path.read_text()) for path, _ in fake.evaluated[:2])
+    assert zero["training"] == [] and zero["test"] == two["test"] and len(zero["test"]) == 4
+    assert "| phantom | gt_box | 0 | 0 |" in (tmp_path / "exp" / "results.md").read_text()
+    assert (tmp_path / "exp" / "dice_vs_shots.png").read_bytes()[:4] == PNG_MAGIC
+
+
+def _renamed_cohort(phantom: Path, out: Path, ids: list[str]) -> Path:
+    """A cohort folder (``images/``, ``masks/``) of the phantom's first pairs saved under ``ids``."""
+    for folder in ("images", "masks"):
+        (out / folder).mkdir(parents=True)
+    for source, case in zip(sorted((phantom / "images").glob("*.png")), ids):
+        shutil.copy(source, out / "images" / f"{case}.png")
+        shutil.copy(phantom / "masks" / source.name, out / "masks" / f"{case}.png")
+    return out
+
+
+def test_experiment_tests_another_cohort_on_all_its_images(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = _renamed_cohort(phantom, tmp_path / "other", [f"{k:03d}_HC" for k in range(500, 505)])
+    fake = _fake_experiment_runs(monkeypatch)
     plan = ExperimentPlan(
         data=phantom, tests=(other,), shots=(2,), synthetic=(0,), seeds=(0,), out=tmp_path / "exp",
         prompts=("gt_box",), sam=SamOptions(val=2),
@@ -232,3 +268,40 @@ def test_experiment_tests_another_cohort_on_all_its_images(
     rows = read_results(run_experiment(plan))
     assert [(r["cohort"], r["n"]) for r in rows] == [("other", 5)]
     assert fake.generators == [] and fake.evaluated == []
+
+
+def test_a_test_cohort_is_scored_without_the_patients_of_the_training_cohort(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By patient id, not by folder: HC18 ``001_2HC`` is patient ``001``, as ``001_HC`` (as hc18_train and hc18_subset share 6)."""
+    train = _renamed_cohort(phantom, tmp_path / "train", [f"{k:03d}_HC" for k in range(1, 9)])
+    other = _renamed_cohort(phantom, tmp_path / "other", ["001_2HC", "002_3HC", "500_HC", "501_HC", "502_HC"])
+    fake = _fake_experiment_runs(monkeypatch)
+    plan = ExperimentPlan(
+        data=train, tests=(other,), shots=(2,), synthetic=(0,), seeds=(0,), out=tmp_path / "exp",
+        prompts=("gt_box",), sam=SamOptions(val=2),
+    )
+    rows = read_results(run_experiment(plan))
+    assert [(r["cohort"], r["n"]) for r in rows] == [("other", 3)]
+    [(split_file, _)] = fake.evaluated
+    assert sorted(item["id"] for item in json.loads(split_file.read_text())["test"]) == ["500_HC", "501_HC", "502_HC"]
+
+    shared = _renamed_cohort(phantom, tmp_path / "shared", ["001_2HC", "002_2HC"])
+    with pytest.raises(ConfigError, match="does not hold"):
+        run_experiment(ExperimentPlan(train, (shared,), (2,), (0,), (0,), tmp_path / "exp2", sam=SamOptions(val=2)))
+
+
+def test_a_copy_of_the_training_cohort_is_tested_on_the_split_test_part(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(phantom, copy)
+    fake = _fake_experiment_runs(monkeypatch)
+    plan = ExperimentPlan(
+        data=phantom, tests=(copy,), shots=(2,), synthetic=(0,), seeds=(0,), out=tmp_path / "exp",
+        prompts=("gt_box",), test_images=4, sam=SamOptions(val=2),
+    )
+    rows = read_results(run_experiment(plan))
+    assert [(r["cohort"], r["n"]) for r in rows] == [("phantom", 4)]
+    [(split_file, used)] = fake.evaluated
+    assert not {item["id"] for item in json.loads(split_file.read_text())["test"]} & used
