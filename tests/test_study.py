@@ -1,10 +1,15 @@
 """The study package: skip-if-done stages, results table, figures, k-shot subset cohorts, the experiment grid
-(resume, generators once per seed and shots, held-out test images) and one tiny real demo run."""
+(resume, generators once per seed and shots, held-out test images, the pretrained baseline, test cohorts
+by patient), the demo's orchestration with stand-ins, and README's first command for real (``--quick``)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +310,32 @@ def test_a_copy_of_the_training_cohort_is_tested_on_the_split_test_part(
     assert [(r["cohort"], r["n"]) for r in rows] == [("phantom", 4)]
     [(split_file, used)] = fake.evaluated
     assert not {item["id"] for item in json.loads(split_file.read_text())["test"]} & used
+
+
+def _report_rows(report: str) -> dict[tuple[str, str], list[float]]:
+    """``{(model, prompt): [Dice mean, Dice median, HD95, HC rel. error, HC abs. error mm, images]}`` of report.md."""
+    rows = re.findall(r"^\| (real|real\+synthetic) \| (gt_box|auto) \| (.+) \|$", report, flags=re.MULTILINE)
+    return {(model, prompt): [float(cell) for cell in cells.split(" | ")] for model, prompt, cells in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_readme_first_command_quick_runs_the_real_bundles_end_to_end(tmp_path: Path) -> None:
+    """``monai-fetal demo --out DIR --quick`` on the embedded default: real generator, synthesis, SAM fine-tunes."""
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "monai_fetal.cli", "demo", "--out", str(out), "--quick"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1100, check=False, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"report written: {out / 'report.md'}" in done.stdout
+    rows = _report_rows((out / "report.md").read_text())
+    assert sorted(rows) == [(m, p) for m in ("real", "real+synthetic") for p in ("auto", "gt_box")]
+    for (model, prompt), (dice, median, hd95, hc_rel, hc_mm, images) in rows.items():
+        assert images == 8
+        if prompt == "gt_box":
+            assert dice >= GT_BOX_DICE_FLOOR and hc_mm <= GT_BOX_HC_MM_CEILING, (model, dice, hc_mm)
+        else:
+            assert dice >= AUTO_DICE_FLOOR, (model, dice)
+    assert len(json.loads((out / "synthetic" / "datalist.json").read_text())["training"]) == 8
+    assert (out / "generator" / "model.pt").is_file() and (out / "sam_real_synthetic" / "model.pt").is_file()
+    for figure in ("pairs.png", "dice_per_image.png"):
+        assert (out / figure).read_bytes()[:4] == PNG_MAGIC and (out / figure).stat().st_size > 20_000
