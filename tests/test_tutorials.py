@@ -60,6 +60,8 @@ def test_tutorial_3_runs_the_study(tmp_path: Path) -> None:
     with (tmp_path / "study" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {(int(r["shots"]), int(r["synthetic"])) for r in rows} == {(1, 0), (1, 4), (2, 0), (2, 4)}
-    assert all(0.0 <= float(r["dice_mean"]) <= 1.0 and int(r["n"]) == 3 for r in rows)
+    assert all(int(r["n"]) == 3 for r in rows)
+    # measured: Dice 0.9161-0.9165 and HC error 5.38-5.41 mm in every row (3 phantom test images, box prompt)
+    assert all(float(r["dice_mean"]) >= 0.90 and float(r["hc_abs_error_mm_mean"]) <= 6.5 for r in rows)
     assert (tmp_path / "study" / "dice_vs_shots.png").stat().st_size > 5000
     assert "dice_vs_shots.png" in stdout
