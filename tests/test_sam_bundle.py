@@ -176,6 +176,7 @@ def _evaluate_test_split(hc18_cohort, finetuned, embedding_cache, out, prompt) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the first user of the module's 5-shot fine-tune (10 epochs x 8 variants)
 def test_five_shot_finetune_improves_on_zero_shot_dice_on_unseen_images(
     hc18_cohort, finetuned, zero_shot, embedding_cache, tmp_path
 ):
