@@ -9,6 +9,8 @@ a warm-up step. Sampling is DDIM with 25, 50 and 100 steps and DDPM with 1000 st
 one UNet pass, so the per-step time (median of ``--repeats`` timed runs of 10 steps, batch of 8;
 quick: 2) is scaled to each count. ``--quick`` on a CPU times the ``cpu`` preset only. Every row
 gives the median, min and max of its timed runs and its ratio against fp32 in the same run.
+Every row runs in a fresh process, so its peak memory is its own: on a CPU the row's process peak
+resident memory (imports included), on CUDA the peak allocated memory of its device.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from monai.inferers import DiffusionInferer
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.engines.diffusion import MaskConditionedPrepareBatch, make_scheduler, sample_pairs
 from monai_fetal.networks.diffusion import MODES, PRESETS, build_generator, generator_settings
-from timing import peak_memory_mb, reset_peak_memory, synchronize
+from timing import in_fresh_process, peak_memory_mb, reset_peak_memory, synchronize
 
 TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "fetal_us_diffusion" / "configs" / "train.json"
 SAMPLERS = (("ddim", 25), ("ddim", 50), ("ddim", 100), ("ddpm", 1000))
@@ -45,8 +47,11 @@ def _summary(seconds: list[float]) -> dict:
     return {"runs_s": seconds, "median_s": statistics.median(seconds), "min_s": min(seconds), "max_s": max(seconds)}
 
 
-def train_step_seconds(mode: str, preset: str, precision: str, batch_size: int, steps: int, device: torch.device) -> dict:
-    """Seconds per training step (``steps`` timed steps after one warm-up step)."""
+def train_step_seconds(
+    mode: str, preset: str, precision: str, batch_size: int, steps: int, device: torch.device, threads: int
+) -> dict:
+    """Seconds per training step (``steps`` timed steps after one warm-up step) on ``threads`` CPU threads."""
+    torch.set_num_threads(threads)
     settings = generator_settings(mode, preset)
     generator = build_generator(settings).to(device).train()
     scheduler = make_scheduler(settings, "ddpm", 1000)
@@ -83,8 +88,11 @@ def train_step_seconds(mode: str, preset: str, precision: str, batch_size: int, 
     }
 
 
-def sampling_step_seconds(preset: str, precision: str, batch_size: int, repeats: int, device: torch.device) -> dict:
+def sampling_step_seconds(
+    preset: str, precision: str, batch_size: int, repeats: int, device: torch.device, threads: int
+) -> dict:
     """Seconds per image and sampling step (``repeats`` timed runs of ``SAMPLING_STEPS`` DDIM steps), and per sampler."""
+    torch.set_num_threads(threads)
     settings = generator_settings("concat", preset)
     generator = build_generator(settings).to(device).eval()
     masks = (torch.rand(batch_size, 1, *settings["image_size"]) > 0.5).float()
@@ -135,7 +143,9 @@ def main() -> None:
     presets = json.loads(TRAIN_CONFIG.read_text())["presets"]
     timed_presets = ("cpu",) if args.quick and device.type == "cpu" else PRESETS
     training = [
-        train_step_seconds(mode, preset, precision, presets[preset]["batch_size"], args.repeats, device)
+        in_fresh_process(
+            train_step_seconds, mode, preset, precision, presets[preset]["batch_size"], args.repeats, device, args.threads
+        )
         for preset in timed_presets
         for mode in MODES
         for precision in PRECISIONS
@@ -143,7 +153,9 @@ def main() -> None:
     _add_ratios(training, ("mode", "preset"))
     batch_size = 2 if args.quick else 8
     sampling = [
-        sampling_step_seconds(preset, precision, batch_size, args.repeats, device) for preset in timed_presets for precision in PRECISIONS
+        in_fresh_process(sampling_step_seconds, preset, precision, batch_size, args.repeats, device, args.threads)
+        for preset in timed_presets
+        for precision in PRECISIONS
     ]
     _add_ratios(sampling, ("preset",))
     result = {
@@ -154,7 +166,8 @@ def main() -> None:
         "torch": torch.__version__,
         "training": training,
         "sampling": sampling,
-        "notes": "controlnet rows time the ControlNet stage (UNet frozen); its base stage costs about what a 1-channel UNet step does",
+        "notes": "every row in a fresh process (peak_memory_mb: on a CPU the row process's peak RSS, imports included); "
+        "controlnet rows time the ControlNet stage (UNet frozen); its base stage costs about what a 1-channel UNet step does",
     }
     write_json_atomic(args.out, result)
     print(json.dumps(result, indent=2))

@@ -1,12 +1,19 @@
-"""Device helpers shared by the benchmark scripts: synchronisation and peak memory."""
+"""Helpers shared by the benchmark scripts: synchronisation, peak memory, a fresh process per case."""
 
 from __future__ import annotations
 
+import multiprocessing
 import resource
 
 import torch
 
-__all__ = ["synchronize", "peak_memory_mb", "reset_peak_memory"]
+__all__ = ["in_fresh_process", "synchronize", "peak_memory_mb", "reset_peak_memory"]
+
+
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a new (spawned) process, so that a CPU peak-memory reading is that call's alone."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
 
 
 def synchronize(device: torch.device) -> None:

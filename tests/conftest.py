@@ -1,13 +1,34 @@
-"""Shared fixtures: the real HC18 data beside the checkout, prepared cohorts, a tiny phantom cohort."""
+"""Shared fixtures: the real HC18 data beside the checkout, prepared cohorts, a tiny phantom cohort.
+
+Under ``CI=true`` the real data is required: the session stops at once, with the path it looked at,
+when ``../shared/data`` is absent. Locally the real-data tests skip, and ``-rs`` prints why.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("MONAI_FETAL_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+"""``../shared/data`` beside the checkout (``MONAI_FETAL_SHARED_DATA`` points elsewhere, e.g. to test this check)."""
+MISSING_DATA = f"real HC18 data not found at {SHARED_DATA} (expected ../shared/data beside the checkout)"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _data_present() -> bool:
+    return (SHARED_DATA / "hc18_subset" / "images").is_dir()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under ``CI=true`` a missing ``../shared/data`` ends the run as a failure, before any test."""
+    if _in_ci() and not _data_present():
+        pytest.exit(f"CI=true: {MISSING_DATA}; CI must run the real-data tests, so the run fails", returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,8 +43,8 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; skips the test when it is absent."""
-    if not (SHARED_DATA / "hc18_subset" / "images").is_dir():
-        pytest.skip(f"real HC18 data not found at {SHARED_DATA} (expected ../shared/data beside the checkout)")
+    if not _data_present():
+        pytest.skip(MISSING_DATA)
     return SHARED_DATA
 
 

@@ -1,9 +1,12 @@
-"""The docs that must stay in step with the code: the CLI reference and the README's set-up commands."""
+"""The docs that must stay in step with the code: the CLI reference, the README's set-up commands and CI."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from monai_fetal.cli import build_parser
@@ -25,13 +28,41 @@ def test_cli_reference_matches_the_parsers() -> None:
         assert f"\n## {command}\n" in rendered
 
 
-def test_readme_first_set_up_command_installs_and_runs_the_demo() -> None:
+def _set_up_commands() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     set_up = readme.split("## Set up on a fresh machine", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"```bash\n(.*?)\n```", set_up, flags=re.DOTALL)
+    return re.findall(r"```bash\n(.*?)\n```", set_up, flags=re.DOTALL)
+
+
+def test_readme_first_set_up_command_installs_and_runs_the_demo() -> None:
+    commands = _set_up_commands()
     assert len(commands) == 2
     assert commands[0] == "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/monai-fetal demo --out demo"
-    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_commands_line_for_line() -> None:
+    """``.ci/run`` is README's test block (main venv, then the MONAI Label venv) after its set-up lines."""
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    set_up = ("#", "set -euo pipefail", 'cd "$(dirname "$0")/.."', "export CI=true")
+    commands = [line for line in script if line.strip() and not line.startswith(set_up)]
+    assert commands == _set_up_commands()[1].splitlines()
+    assert commands[1].endswith("-m pytest -q tests/test_monai_label.py") and '".[label,test]"' in commands[1]
+    assert "export CI=true" in script
+
+
+def test_ci_fails_without_the_real_data_where_a_local_run_skips_saying_why(tmp_path: Path) -> None:
+    missing = tmp_path / "no_data"
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    env["MONAI_FETAL_SHARED_DATA"] = str(missing)
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_splits.py::test_patients_never_cross_sides"]
+
+    local = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert local.returncode == 0, local.stdout[-2000:]
+    assert "SKIPPED [1]" in local.stdout and f"real HC18 data not found at {missing}" in local.stdout
+
+    ci = subprocess.run(command, cwd=ROOT, env={**env, "CI": "true"}, capture_output=True, text=True, timeout=300, check=False)
+    assert ci.returncode == 1 and "passed" not in ci.stdout and "skipped" not in ci.stdout
+    assert f"CI=true: real HC18 data not found at {missing}" in ci.stdout + ci.stderr
 
 
 def test_bundle_ids_in_docs_exist_in_their_configs() -> None:

@@ -99,6 +99,7 @@ def _wait_for_server(url: str, server: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"MONAI Label server not up after {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow
 def test_server_infers_over_http(served_bundle: Path, hc18_cohort: Path, tmp_path: Path) -> None:
     """The stock ``monaibundle`` app with the bundle in ``model/``, started on loopback, answers ``/infer``."""
     assert _monailabel("apps", "--download", "--name", "monaibundle", "--output", str(tmp_path)).wait(60) == 0

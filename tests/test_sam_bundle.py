@@ -133,14 +133,15 @@ def zero_shot(hc18_cohort, embedding_cache, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_zero_shot_litemedsam_with_boxes_on_hc18(zero_shot):
     summary = json.loads((zero_shot / "metrics.json").read_text())
     assert summary["n"] == 60 and summary["prompt"] == "gt_box"
-    assert summary["dice_mean"] >= 0.93
+    assert summary["dice_mean"] >= 0.945  # measured 0.953 (ov-int8 encoder, 2026-11-30)
     rows = _per_image(zero_shot)
     assert len(rows) == 60 and "773_3HC" in rows
     assert all(np.isfinite(row["hd95"]) and np.isfinite(row["hc_abs_error_mm"]) for row in rows.values())
-    assert summary["hc_abs_error_mm_mean"] < 10.0
+    assert summary["hc_abs_error_mm_mean"] < 4.0  # measured 3.40 mm
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +174,15 @@ def _evaluate_test_split(hc18_cohort, finetuned, embedding_cache, out, prompt) -
     return json.loads((out / "metrics.json").read_text())
 
 
-def test_five_shot_finetune_keeps_zero_shot_dice_on_unseen_images(hc18_cohort, finetuned, zero_shot, embedding_cache, tmp_path):
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # the first user of the module's 5-shot fine-tune (10 epochs x 8 variants)
+def test_five_shot_finetune_improves_on_zero_shot_dice_on_unseen_images(
+    hc18_cohort, finetuned, zero_shot, embedding_cache, tmp_path
+):
+    """The fine-tune must move the model: its Dice on the 20 unseen images above the pretrained model's on the same 20.
+
+    Strictly above, so a fine-tune that changes nothing fails (the bound was ``>= zero-shot - 0.005``).
+    """
     split = json.loads((finetuned / "split.json").read_text())
     test_ids = {item["id"] for item in split["test"]}
     assert len(test_ids) == 20 and not test_ids & {item["id"] for item in split["training"]}
@@ -181,7 +190,7 @@ def test_five_shot_finetune_keeps_zero_shot_dice_on_unseen_images(hc18_cohort, f
     zero = np.mean([row["dice"] for key, row in _per_image(zero_shot).items() if key in test_ids])
     print(f"5-shot fine-tuned Dice {summary['dice_mean']:.4f} vs zero-shot {zero:.4f} on the same 20")
     assert summary["n"] == 20
-    assert summary["dice_mean"] >= zero - 0.005
+    assert summary["dice_mean"] > zero
 
 
 def test_automatic_prompt_after_finetuning(hc18_cohort, finetuned, embedding_cache, tmp_path):

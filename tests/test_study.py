@@ -1,9 +1,15 @@
 """The study package: skip-if-done stages, results table, figures, k-shot subset cohorts, the experiment grid
-(resume, generators once per seed and shots, held-out test images) and one tiny real demo run."""
+(resume, generators once per seed and shots, held-out test images, the pretrained baseline, test cohorts
+by patient), the demo's orchestration with stand-ins, and README's first command for real (``--quick``)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,11 @@ from monai_fetal.study.runs import GeneratorOptions, SamOptions
 from monai_fetal.study.stages import Stages
 
 PNG_MAGIC = b"\x89PNG"
+# README's `demo --quick`, measured 2026-11-30 (8 phantom test images): gt_box Dice 0.961 / 0.964 and HC error
+# 4.68 / 4.30 mm (real / real + synthetic); auto Dice 0.677 / 0.818
+GT_BOX_DICE_FLOOR = 0.94
+GT_BOX_HC_MM_CEILING = 6.0
+AUTO_DICE_FLOOR = 0.60
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +105,7 @@ class _FakeRuns:
         self.generators: list[Path] = []
         self.finetunes: list[tuple[int, int]] = []
         self.evaluated: list[tuple[Path, set[str]]] = []
+        self.checkpoints: list[Path | None] = []
 
     def train_generator(self, cohort: Path, out: Path, options: GeneratorOptions, seed: int) -> str:
         self.generators.append(cohort)
@@ -107,6 +119,7 @@ class _FakeRuns:
         return str(out / "model.pt")
 
     def evaluate_sam(self, cohort, out, checkpoint, prompt, cache_dir, split_file=None):
+        self.checkpoints.append(checkpoint)
         if split_file is not None:
             split = json.loads(Path(split_file).read_text())
             used = {item["id"] for key in ("training", "validation") for item in split[key]}
@@ -158,7 +171,7 @@ def test_experiment_grid_resumes_and_trains_one_generator_per_seed_and_shots(
 
 def test_experiment_refuses_a_bad_grid(phantom: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="shots"):
-        run_experiment(ExperimentPlan(phantom, (phantom,), (0,), (0,), (0,), tmp_path / "bad"))
+        run_experiment(ExperimentPlan(phantom, (phantom,), (-1,), (0,), (0,), tmp_path / "bad"))
     with pytest.raises(ConfigError, match="shots"):
         run_experiment(ExperimentPlan(phantom, (phantom,), (12,), (0,), (0,), tmp_path / "big", test_images=4))
 
@@ -219,13 +232,46 @@ def test_demo_runs_every_stage_once_and_writes_its_report(tmp_path: Path, monkey
     assert fake.calls == [] and "skipped (done before)" in report.read_text()
 
 
-def test_experiment_tests_another_cohort_on_all_its_images(
-    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    other = make_phantom_cohort(tmp_path / "other", 5, seed=8, size=(128, 192), progress=False).parent
+def _fake_experiment_runs(monkeypatch: pytest.MonkeyPatch) -> _FakeRuns:
     fake = _FakeRuns()
     for name in ("train_generator", "synthesize", "finetune_sam", "evaluate_sam"):
         monkeypatch.setattr(experiment_module, name, getattr(fake, name))
+    return fake
+
+
+def test_zero_shots_evaluates_the_pretrained_model_on_the_same_test_images(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _fake_experiment_runs(monkeypatch)
+    plan = ExperimentPlan(
+        data=phantom, tests=(phantom,), shots=(0, 2), synthetic=(0, 4), seeds=(0,), out=tmp_path / "exp",
+        prompts=("gt_box",), test_images=4, sam=SamOptions(val=2),
+    )
+    rows = read_results(run_experiment(plan))
+    assert [(r["shots"], r["synthetic"]) for r in rows] == [(0, 0), (2, 0), (2, 4)]  # no synthetic pairs without shots
+    assert fake.finetunes == [(2, 0), (2, 4)] and len(fake.generators) == 1
+    assert fake.checkpoints[0] is None and all(c is not None for c in fake.checkpoints[1:])
+    zero, two = (json.loads(path.read_text()) for path, _ in fake.evaluated[:2])
+    assert zero["training"] == [] and zero["test"] == two["test"] and len(zero["test"]) == 4
+    assert "| phantom | gt_box | 0 | 0 |" in (tmp_path / "exp" / "results.md").read_text()
+    assert (tmp_path / "exp" / "dice_vs_shots.png").read_bytes()[:4] == PNG_MAGIC
+
+
+def _renamed_cohort(phantom: Path, out: Path, ids: list[str]) -> Path:
+    """A cohort folder (``images/``, ``masks/``) of the phantom's first pairs saved under ``ids``."""
+    for folder in ("images", "masks"):
+        (out / folder).mkdir(parents=True)
+    for source, case in zip(sorted((phantom / "images").glob("*.png")), ids):
+        shutil.copy(source, out / "images" / f"{case}.png")
+        shutil.copy(phantom / "masks" / source.name, out / "masks" / f"{case}.png")
+    return out
+
+
+def test_experiment_tests_another_cohort_on_all_its_images(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = _renamed_cohort(phantom, tmp_path / "other", [f"{k:03d}_HC" for k in range(500, 505)])
+    fake = _fake_experiment_runs(monkeypatch)
     plan = ExperimentPlan(
         data=phantom, tests=(other,), shots=(2,), synthetic=(0,), seeds=(0,), out=tmp_path / "exp",
         prompts=("gt_box",), sam=SamOptions(val=2),
@@ -233,3 +279,69 @@ def test_experiment_tests_another_cohort_on_all_its_images(
     rows = read_results(run_experiment(plan))
     assert [(r["cohort"], r["n"]) for r in rows] == [("other", 5)]
     assert fake.generators == [] and fake.evaluated == []
+
+
+def test_a_test_cohort_is_scored_without_the_patients_of_the_training_cohort(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By patient id, not by folder: HC18 ``001_2HC`` is patient ``001``, as ``001_HC`` (as hc18_train and hc18_subset share 6)."""
+    train = _renamed_cohort(phantom, tmp_path / "train", [f"{k:03d}_HC" for k in range(1, 9)])
+    other = _renamed_cohort(phantom, tmp_path / "other", ["001_2HC", "002_3HC", "500_HC", "501_HC", "502_HC"])
+    fake = _fake_experiment_runs(monkeypatch)
+    plan = ExperimentPlan(
+        data=train, tests=(other,), shots=(2,), synthetic=(0,), seeds=(0,), out=tmp_path / "exp",
+        prompts=("gt_box",), sam=SamOptions(val=2),
+    )
+    rows = read_results(run_experiment(plan))
+    assert [(r["cohort"], r["n"]) for r in rows] == [("other", 3)]
+    [(split_file, _)] = fake.evaluated
+    assert sorted(item["id"] for item in json.loads(split_file.read_text())["test"]) == ["500_HC", "501_HC", "502_HC"]
+
+    shared = _renamed_cohort(phantom, tmp_path / "shared", ["001_2HC", "002_2HC"])
+    with pytest.raises(ConfigError, match="does not hold"):
+        run_experiment(ExperimentPlan(train, (shared,), (2,), (0,), (0,), tmp_path / "exp2", sam=SamOptions(val=2)))
+
+
+def test_a_copy_of_the_training_cohort_is_tested_on_the_split_test_part(
+    phantom: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(phantom, copy)
+    fake = _fake_experiment_runs(monkeypatch)
+    plan = ExperimentPlan(
+        data=phantom, tests=(copy,), shots=(2,), synthetic=(0,), seeds=(0,), out=tmp_path / "exp",
+        prompts=("gt_box",), test_images=4, sam=SamOptions(val=2),
+    )
+    rows = read_results(run_experiment(plan))
+    assert [(r["cohort"], r["n"]) for r in rows] == [("phantom", 4)]
+    [(split_file, used)] = fake.evaluated
+    assert not {item["id"] for item in json.loads(split_file.read_text())["test"]} & used
+
+
+def _report_rows(report: str) -> dict[tuple[str, str], list[float]]:
+    """``{(model, prompt): [Dice mean, Dice median, HD95, HC rel. error, HC abs. error mm, images]}`` of report.md."""
+    rows = re.findall(r"^\| (real|real\+synthetic) \| (gt_box|auto) \| (.+) \|$", report, flags=re.MULTILINE)
+    return {(model, prompt): [float(cell) for cell in cells.split(" | ")] for model, prompt, cells in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_readme_first_command_quick_runs_the_real_bundles_end_to_end(tmp_path: Path) -> None:
+    """``monai-fetal demo --out DIR --quick`` on the embedded default: real generator, synthesis, SAM fine-tunes."""
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "monai_fetal.cli", "demo", "--out", str(out), "--quick"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1100, check=False, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"report written: {out / 'report.md'}" in done.stdout
+    rows = _report_rows((out / "report.md").read_text())
+    assert sorted(rows) == [(m, p) for m in ("real", "real+synthetic") for p in ("auto", "gt_box")]
+    for (model, prompt), (dice, median, hd95, hc_rel, hc_mm, images) in rows.items():
+        assert images == 8
+        if prompt == "gt_box":
+            assert dice >= GT_BOX_DICE_FLOOR and hc_mm <= GT_BOX_HC_MM_CEILING, (model, dice, hc_mm)
+        else:
+            assert dice >= AUTO_DICE_FLOOR, (model, dice)
+    assert len(json.loads((out / "synthetic" / "datalist.json").read_text())["training"]) == 8
+    assert (out / "generator" / "model.pt").is_file() and (out / "sam_real_synthetic" / "model.pt").is_file()
+    for figure in ("pairs.png", "dice_per_image.png"):
+        assert (out / figure).read_bytes()[:4] == PNG_MAGIC and (out / figure).stat().st_size > 20_000

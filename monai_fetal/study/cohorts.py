@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -11,11 +12,20 @@ import numpy as np
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.data.cohort import DATALIST_NAME, write_pair
 from monai_fetal.data.io import read_image, to_uint8
+from monai_fetal.data.patients import patient_of
 from monai_fetal.data.prepare import ensure_cohort
 from monai_fetal.errors import InputDataError
 from monai_fetal.staging import output_lock, staged_folder
 
-__all__ = ["cohort_name", "prepared_cohort", "same_source", "split_part_cohort"]
+__all__ = [
+    "cohort_items",
+    "cohort_name",
+    "items_without_patients",
+    "prepared_cohort",
+    "same_source",
+    "shared_patients",
+    "split_part_cohort",
+]
 
 MIN_SHAPE_PRIOR_MASKS = 2
 
@@ -25,9 +35,36 @@ def cohort_name(src: str | Path) -> str:
     return Path(src).resolve().name
 
 
+def cohort_items(cohort: str | Path) -> list[dict]:
+    """The datalist items of a prepared cohort folder."""
+    return json.loads((Path(cohort) / DATALIST_NAME).read_text())["training"]
+
+
+def _patient(item: dict) -> str:
+    return str(item.get("patient") or patient_of(str(item["id"])))
+
+
+def _cases(cohort: str | Path) -> set[tuple[str, str, str]]:
+    """``(id, patient, sha256 of the image file)`` of every case."""
+    root = Path(cohort)
+    return {
+        (str(i["id"]), _patient(i), hashlib.sha256((root / i["image"]).read_bytes()).hexdigest()) for i in cohort_items(root)
+    }
+
+
 def same_source(a: str | Path, b: str | Path) -> bool:
-    """Whether two cohort arguments name the same folder."""
-    return Path(a).resolve() == Path(b).resolve()
+    """Whether two prepared cohort folders hold the same cases: one folder, or the same images of the same patients."""
+    return Path(a).resolve() == Path(b).resolve() or _cases(a) == _cases(b)
+
+
+def shared_patients(a: str | Path, b: str | Path) -> set[str]:
+    """Patients with images in both prepared cohort folders (by patient id, e.g. HC18 ``014`` of ``014_2HC``)."""
+    return {_patient(i) for i in cohort_items(a)} & {_patient(i) for i in cohort_items(b)}
+
+
+def items_without_patients(cohort: str | Path, patients: set[str]) -> list[dict]:
+    """The datalist items of ``cohort`` whose patient is not in ``patients``."""
+    return [item for item in cohort_items(cohort) if _patient(item) not in patients]
 
 
 def prepared_cohort(src: str | Path, cohorts_dir: str | Path) -> Path:

@@ -60,7 +60,7 @@ QUICK = DemoSettings(
     generator=GeneratorOptions(epochs=1, iterations=30, sample_steps=10, synthesis_steps=20),
     sam=SamOptions(epochs=2, variants=2, val=4),
 )
-"""Under 5 minutes on 2 CPU cores."""
+"""About 12 CPU-minutes (690 s user + system measured on 30 November 2026; see docs/results.md)."""
 
 DEFAULT = DemoSettings(
     phantom_images=40,

@@ -62,7 +62,8 @@ def save_dice_vs_shots(rows: Sequence[Mapping[str, object]], path: str | Path) -
     """Mean Dice (band: min to max over seeds) against real training images, one line per synthetic count.
 
     One panel per test cohort and prompt. ``rows`` are results-table rows (``shots``, ``synthetic``,
-    ``seed``, ``cohort``, ``prompt``, ``dice_mean``).
+    ``seed``, ``cohort``, ``prompt``, ``dice_mean``); rows of 0 shots (the pretrained model, not
+    fine-tuned) are drawn as a dashed horizontal line at their mean.
 
     Raises:
         ConfigError: no rows.
@@ -80,6 +81,10 @@ def save_dice_vs_shots(rows: Sequence[Mapping[str, object]], path: str | Path) -
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(grouped), squeeze=False)[0]
     for axis, ((cohort, prompt), lines) in zip(axes, sorted(grouped.items())):
+        baseline = lines.get(0, {}).pop(0, None)
+        if baseline is not None:
+            axis.axhline(float(np.mean(baseline)), color="grey", linestyle="--", label="pretrained (0 shots)")
+        lines = {synthetic: points for synthetic, points in lines.items() if points}
         all_shots = sorted({shots for line in lines.values() for shots in line})
         for synthetic, points in sorted(lines.items()):
             shots = sorted(points)
