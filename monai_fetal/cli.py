@@ -288,7 +288,7 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", required=True, help="generator folder from train-generator, or a checkpoint in it")
     p.add_argument("--n", type=int, required=True, help="number of pairs (a rerun completes the set)")
     p.add_argument("--out", required=True, help="cohort folder to write (images/, masks/, datalist.json)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+    p.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
     p.add_argument("--sampler", default="ddim", help="ddim (default) or ddpm")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale, concat mode (default 1: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the set (default 0)")
