@@ -19,7 +19,7 @@ from monai_fetal.data.io import IMAGE_SUFFIXES, strip_suffix, write_png
 from monai_fetal.data.patients import patient_of
 from monai_fetal.errors import InputDataError
 
-__all__ = ["Case", "CohortItem", "find_cases", "write_pair", "write_cohort_index", "DATALIST_NAME", "SPACING_NAME"]
+__all__ = ["Case", "CohortItem", "find_cases", "spacing_table", "write_pair", "write_cohort_index", "DATALIST_NAME", "SPACING_NAME"]
 
 DATALIST_NAME = "datalist.json"
 SPACING_NAME = "spacing.csv"
@@ -110,6 +110,22 @@ def _read_spacing_csv(folder: Path) -> dict[str, dict]:
             }
             for row in reader
         }
+
+
+def spacing_table(folder: str | Path) -> dict[str, float]:
+    """Pixel sizes (mm) by image id from ``folder``'s ``spacing.csv`` or published HC18 CSV (empty if neither).
+
+    Raises:
+        InputDataError: a table without its columns, or with a value that is not a number.
+    """
+    folder = Path(folder)
+    try:
+        rows = {**_read_hc18_csv(folder), **_read_spacing_csv(folder)}
+    except (KeyError, ValueError) as err:
+        if isinstance(err, InputDataError):
+            raise
+        raise InputDataError(folder, f"has a pixel-size table that cannot be read ({err})", "give each image one number of mm per pixel") from err
+    return {key: row["spacing"] for key, row in rows.items() if row.get("spacing") is not None}
 
 
 def _unpaired_error(folder: Path, images: dict, masks: dict) -> InputDataError | None:
