@@ -57,34 +57,34 @@ def _folder_images(folder: Path) -> list[Path]:
     return files
 
 
-def _expand(paths: Sequence[str | Path]) -> list[tuple[str, Path, Path]]:
-    """``(as given, file, root)`` per image: a folder's images are named relative to it, files relative to their common parent."""
-    entries: list[tuple[str, Path, Path | None]] = []
+def _expand(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """``(as given, file)`` per image, folders replaced by their images."""
+    expanded: list[tuple[str, Path]] = []
     for given in paths:
         path = Path(given)
-        if path.is_dir():
-            entries += [(str(p), p, path) for p in _folder_images(path)]
-        else:
-            entries.append((str(given), path, None))
-    loose = [p.resolve().parent for _, p, root in entries if root is None]
-    common = Path(os.path.commonpath(loose)) if loose else Path.cwd()
-    expanded = [(given, path, root if root is not None else common) for given, path, root in entries]
-    seen = Counter(p.resolve() for _, p, _ in expanded)
+        expanded += [(str(p), p) for p in _folder_images(path)] if path.is_dir() else [(str(given), path)]
+    seen = Counter(p.resolve() for _, p in expanded)
     repeated = [str(p) for p, n in seen.items() if n > 1]
     if repeated:
         raise InputDataError(repeated[0], "is named more than once", "name each image once")
     return expanded
 
 
-def _output_names(expanded: list[tuple[str, Path, Path]]) -> list[str]:
-    """Unique output names: the stem where stems are unique, else the path relative to the root, else with its suffix."""
-    stems = [strip_suffix(p.name) for _, p, _ in expanded]
-    if len(set(stems)) == len(stems):
-        return stems
-    relative = [p.resolve().relative_to(root.resolve()) if p.resolve().is_relative_to(root.resolve()) else Path(p.name) for _, p, root in expanded]
-    names = [(r.parent / strip_suffix(r.name)).as_posix() for r in relative]
-    counts = Counter(names)
-    return [name if counts[name] == 1 else r.as_posix() for name, r in zip(names, relative)]
+def _output_names(files: list[Path]) -> list[str]:
+    """Unique output names: the stem; where stems collide, the path from the colliding files' common folder
+    (``a/scan``, ``b/scan``), and where those collide too, the full file name (``x.nii.gz``, ``x.nrrd``)."""
+    names = [strip_suffix(p.name) for p in files]
+    for stem, count in Counter(names).items():
+        if count == 1:
+            continue
+        members = [k for k, name in enumerate(names) if name == stem]
+        common = Path(os.path.commonpath([files[k].resolve().parent for k in members]))
+        relative = {k: files[k].resolve().relative_to(common) for k in members}
+        short = {k: (r.parent / strip_suffix(r.name)).as_posix() for k, r in relative.items()}
+        clash = Counter(short.values())
+        for k in members:
+            names[k] = short[k] if clash[short[k]] == 1 else relative[k].as_posix()
+    return names
 
 
 def read_boxes_csv(path: str | Path) -> dict[str, list[float]]:
@@ -180,10 +180,10 @@ def plan_segmentation(
         raise ConfigError("spacing", spacing, "mm per pixel as a positive number")
     boxes = dict(boxes or {})
     expanded = _expand(images)
-    names = _output_names(expanded)
+    names = _output_names([p for _, p in expanded])
     tables: dict[Path, dict[str, float]] = {}
     items, used = [], set()
-    for (given, path, _), name in zip(expanded, names):
+    for (given, path), name in zip(expanded, names):
         _, factor, shape = read_image_reduced(path, max_side)  # a corrupt image is named before any mask is written
         value, source = _spacing_of(path, spacing, tables)
         item = {"image": str(path), "path": str(path), "name": name, "spacing": math.nan if value is None else value, "spacing_source": source}
