@@ -270,8 +270,8 @@ class MeasurementWriter:
         measured = measure_head(mask, spacing, sam_iou, factor, self.flag_below)
         files = self.outputs(str(item["name"]))
         original = (int(item["rows"]), int(item["cols"]))
-        writer = AtomicPILWriter(output_dtype=np.uint8, scale=255)
-        writer.set_data_array(_upsample(mask, factor, original).T[None].astype(np.float32), channel_dim=0)
+        writer = AtomicPILWriter(output_dtype=np.uint8, scale=None)  # 0/255 uint8 in: no full-size float copy
+        writer.set_data_array(_upsample(mask.astype(np.uint8) * 255, factor, original).T[None], channel_dim=0)
         writer.write(files["mask"])
         if self.overlay:
             self._write_overlay(item, mask, measured, files["overlay"])
