@@ -27,7 +27,7 @@ from monai_fetal.engines.segment import segment_images
 from monai_fetal.shape.outline import fill_head_annotation
 
 FAILURE_DICE = 0.90
-THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+THRESHOLDS = (0.8, 0.85, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94)
 
 
 def _summary(rows: list[dict], threshold: float) -> dict:
