@@ -18,6 +18,8 @@ from monai.bundle import ConfigParser
 from monai_fetal.bundles import bundle_dir
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image, write_png
+from monai_fetal.engines.segment import segment_images
+from monai_fetal.errors import InputDataError
 from monai_fetal.shape.measure import COLUMNS
 
 IDS = ("000_HC", "004_HC", "012_HC")
@@ -74,23 +76,25 @@ def test_segment_writes_a_measured_row_mask_and_overlay_per_image(segmented: Pat
     assert (out / "a" / "scan_mask.png").is_file() and (out / "b" / "scan_mask.png").is_file()
 
 
-def test_existing_outputs_are_kept_without_overwrite(segmented: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_outputs_are_kept_without_overwrite(segmented: Path) -> None:
     out = segmented / "out"
     before = _digest(out)
     assert main(["segment", str(segmented / "a" / "scan.png"), "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "already exists" in err and "--overwrite" in err and "Traceback" not in err
+    with pytest.raises(InputDataError, match="already exists.*--overwrite"):
+        segment_images([segmented / "a" / "scan.png"], out)
     assert _digest(out) == before
 
 
-def test_a_corrupt_image_is_named_and_earlier_outputs_stay(segmented: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_corrupt_image_is_named_and_earlier_outputs_stay(segmented: Path) -> None:
     out = segmented / "out"
     before = _digest(out)
     corrupt = segmented / "corrupt.png"
     corrupt.write_bytes((segmented / "a" / "scan.png").read_bytes()[:2000])
-    assert main(["segment", str(segmented / "a" / "scan.png"), str(corrupt), "--out", str(out), "--overwrite"]) == 2
-    err = capsys.readouterr().err
-    assert str(corrupt) in err and "re-export" in err and "Traceback" not in err
+    argv = ["segment", str(segmented / "a" / "scan.png"), str(corrupt), "--out", str(out), "--overwrite"]
+    assert main(argv) == 2
+    with pytest.raises(InputDataError, match="re-export") as raised:
+        segment_images([segmented / "a" / "scan.png", corrupt], out, overwrite=True)
+    assert raised.value.path == corrupt
     assert _digest(out) == before
 
 
