@@ -124,7 +124,8 @@ def spacing_table(folder: str | Path) -> dict[str, float]:
     except (KeyError, ValueError) as err:
         if isinstance(err, InputDataError):
             raise
-        raise InputDataError(folder, f"has a pixel-size table that cannot be read ({err})", "give each image one number of mm per pixel") from err
+        problem = f"has a pixel-size table that cannot be read ({err})"
+        raise InputDataError(folder, problem, "give each image one number of mm per pixel") from err
     return {key: row["spacing"] for key, row in rows.items() if row.get("spacing") is not None}
 
 

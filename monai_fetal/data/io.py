@@ -40,7 +40,9 @@ def strip_suffix(name: str) -> str:
 
 def _check_file(path: Path) -> None:
     if path.is_dir():
-        raise InputDataError(path, "is a folder, not an image file", "give the image files in it, or the folder itself where a folder is accepted")
+        raise InputDataError(
+            path, "is a folder, not an image file", "give the image files in it, or the folder itself where a folder is accepted"
+        )
     if not path.is_file():
         raise InputDataError(path, "file not found", "check the path, or remove the entry that names it")
 

@@ -53,7 +53,8 @@ def _folder_images(folder: Path) -> list[Path]:
     parts = [folder / "images", folder / "unlabelled"] if (folder / "images").is_dir() else [folder]
     files = sorted(p for part in parts if part.is_dir() for p in part.iterdir() if _is_image_file(p))
     if not files:
-        raise InputDataError(folder, "holds no images", "give image files (PNG, NIfTI, NRRD...), or a folder with them or with images/")
+        fix = "give image files (PNG, NIfTI, NRRD...), or a folder with them or with images/"
+        raise InputDataError(folder, "holds no images", fix)
     return files
 
 
@@ -100,7 +101,9 @@ def read_boxes_csv(path: str | Path) -> dict[str, list[float]]:
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not set(BOX_COLUMNS) <= {f.strip() for f in reader.fieldnames}:
-            raise InputDataError(path, f"has columns {reader.fieldnames}, not {', '.join(BOX_COLUMNS)}", "write the header line image,x0,y0,x1,y1")
+            raise InputDataError(
+                path, f"has columns {reader.fieldnames}, not {', '.join(BOX_COLUMNS)}", "write the header line image,x0,y0,x1,y1"
+            )
         boxes: dict[str, list[float]] = {}
         for line, row in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
@@ -147,7 +150,8 @@ def _spacing_of(path: Path, spacing: float | None, tables: dict[Path, dict[str, 
         value = tables[folder].get(strip_suffix(path.name))
         if value is not None:
             if not math.isfinite(value) or value <= 0:
-                raise InputDataError(folder, f"gives {strip_suffix(path.name)} a pixel size of {value}", "give a positive number of mm per pixel")
+                problem = f"gives {strip_suffix(path.name)} a pixel size of {value}"
+                raise InputDataError(folder, problem, "give a positive number of mm per pixel")
             return value, "table"
     value = image_spacing(path)
     return (value, "header") if value is not None else (None, "unknown")
@@ -168,8 +172,8 @@ def plan_segmentation(
         max_side: images with a longer side are reduced on read (:class:`monai_fetal.transforms.LoadGreyscaled`).
 
     Returns:
-        ``{"image", "path" (the same, kept as text), "name", "spacing" (NaN: unknown), "spacing_source", "reduction", "rows", "cols", "box"?}`` per
-        image (``rows``, ``cols``: the file's size); ``box``
+        ``{"image", "path" (the same, kept as text), "name", "spacing" (NaN: unknown), "spacing_source", "reduction",
+        "rows", "cols", "box"?}`` per image (``rows``, ``cols``: the file's size); ``box``
         in the pixels of the image as read (reduced where it was).
 
     Raises:
@@ -186,7 +190,8 @@ def plan_segmentation(
     for (given, path), name in zip(expanded, names):
         _, factor, shape = read_image_reduced(path, max_side)  # a corrupt image is named before any mask is written
         value, source = _spacing_of(path, spacing, tables)
-        item = {"image": str(path), "path": str(path), "name": name, "spacing": math.nan if value is None else value, "spacing_source": source}
+        item = {"image": str(path), "path": str(path), "name": name, "spacing": math.nan if value is None else value}
+        item["spacing_source"] = source
         item.update(reduction=factor, rows=shape[0], cols=shape[1])
         key = _box_key(boxes, given, path, name)
         if key is not None:
@@ -199,7 +204,9 @@ def plan_segmentation(
         items.append(item)
     unused = sorted(set(boxes) - used)
     if unused:
-        raise InputDataError(unused[0], f"has a box but is not among the {len(items)} images to segment", "name the image as given, or by its file name")
+        raise InputDataError(
+            unused[0], f"has a box but is not among the {len(items)} images to segment", "name the image as given or by its file name"
+        )
     return items
 
 
@@ -227,7 +234,12 @@ class MeasurementWriter:
     """
 
     def __init__(
-        self, output_dir: str | Path, overwrite: bool = False, overlay: bool = False, flag_below: float = FLAG_BELOW, extra: dict | None = None
+        self,
+        output_dir: str | Path,
+        overwrite: bool = False,
+        overlay: bool = False,
+        flag_below: float = FLAG_BELOW,
+        extra: dict | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.overwrite = overwrite
