@@ -12,7 +12,7 @@ import pytest
 from skimage.measure import block_reduce
 
 from monai_fetal.cli import main
-from monai_fetal.data.io import read_image, read_image_reduced, write_png
+from monai_fetal.data.io import read_image, read_image_reduced, to_uint8, write_png
 from monai_fetal.engines.segment import plan_segmentation, read_boxes_csv
 from monai_fetal.errors import InputDataError
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask
@@ -149,3 +149,14 @@ def test_single_slice_volumes_are_squeezed_into_the_loading_layout(tmp_path: Pat
     assert tuple(loaded.shape) == (1, 80, 60)  # [C, W, H], as MONAI loads 2-D files
     assert np.array_equal(loaded[0].numpy().T, volume[0])
     assert loaded.meta["original_shape"] == [60, 80] and loaded.meta["reduction"] == 1
+
+
+def test_a_raw_image_and_its_prepared_copy_are_read_alike(tmp_path: Path) -> None:
+    """``segment`` reads the user's file, ``evaluate`` its ``prepare`` d copy: one reader gives one SAM input."""
+    rgb = np.random.default_rng(2).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    raw = tmp_path / "raw.png"
+    itk.imwrite(itk.image_view_from_array(rgb, is_vector=True), str(raw))
+    prepared = tmp_path / "prepared.png"
+    write_png(prepared, to_uint8(read_image(raw)))
+    load = LoadGreyscaled("image", max_side=1024)
+    assert np.array_equal(load({"image": str(raw)})["image"].numpy(), load({"image": str(prepared)})["image"].numpy())

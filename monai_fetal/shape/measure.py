@@ -154,7 +154,7 @@ def measure_head(
         ellipse_dice=_dice(head, ellipse_to_mask(ellipse, head.shape) > 0),
         size=min(_ramp(area, low / 4, low), _ramp(area, (1 + high) / 2, high)),
         shape=_ramp(ratio, AXIS_RATIO_MIN - 0.15, AXIS_RATIO_MIN),
-        inside=_ramp(_border_share(head, ellipse), 0.25, 0.0),
+        inside=_ramp(_border_share(head, ellipse), 0.30, 0.05),  # reference heads touch the border by up to 4 %
     )
     biometry = biometry_from_ellipse(_scaled(ellipse, reduction), spacing)
     return HeadMeasurement(biometry, quality, quality.score < flag_below)
