@@ -47,9 +47,9 @@ def _cohort(data: Path | None, work: Path, count: int) -> Path:
 
 
 def _components(precision: str, device: str, output_dir: Path):
-    """The inference config's preprocessing (less loading), network, inferer and postprocessing (less writing)."""
+    """The inference config's preprocessing (less loading), network, inferer and postprocessing (up to the 2-D label)."""
     from monai.bundle import ConfigParser
-    from monai.transforms import Compose, SaveImaged
+    from monai.transforms import Compose, SqueezeDimd
 
     from monai_fetal.bundles import bundle_dir
 
@@ -59,7 +59,7 @@ def _components(precision: str, device: str, output_dir: Path):
     preprocessing = parser.get_parsed_content("preprocessing")
     load, framing = preprocessing.transforms[0], Compose(preprocessing.transforms[1:])
     post = parser.get_parsed_content("postprocessing").transforms
-    postprocessing = Compose([t for t in post[: next(i for i, t in enumerate(post) if isinstance(t, SaveImaged))]])
+    postprocessing = Compose([t for t in post[: next(i for i, t in enumerate(post) if isinstance(t, SqueezeDimd))]])
     return load, framing, parser.get_parsed_content("network"), parser.get_parsed_content("inferer"), postprocessing
 
 

@@ -83,26 +83,20 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _segment(args: argparse.Namespace) -> None:
-    from pathlib import Path
+    from monai_fetal.engines.segment import read_boxes_csv, segment_images
 
-    from monai_fetal.bundles import run_bundle
-    from monai_fetal.data.io import read_image
-
-    for path in args.images:
-        read_image(path)  # a missing or corrupt image is named before any mask is written
-    overrides = {
-        "images": [str(Path(p).resolve()) for p in args.images],
-        "output_dir": args.out,
-        "model_name": args.model,
-    }
-    if args.checkpoint:
-        overrides["checkpoint"] = args.checkpoint
-    if args.precision:
-        overrides["precision"] = args.precision
-    if args.box:
-        overrides["boxes"] = {Path(p).name: args.box for p in args.images}
-    run_bundle("fetal_head_sam", "inference.json", overrides)
-    print(f"masks written to {args.out}")
+    measurements = segment_images(
+        args.images,
+        args.out,
+        checkpoint=args.checkpoint,
+        model_name=args.model,
+        boxes=read_boxes_csv(args.boxes) if args.boxes else None,
+        spacing=args.spacing,
+        overlay=args.overlay,
+        overwrite=args.overwrite,
+        precision=args.precision,
+    )
+    print(f"masks and measurements written: {measurements} (rows with flagged=1 need a look)")
 
 
 def _train_generator(args: argparse.Namespace) -> None:
@@ -203,14 +197,14 @@ def _experiment(args: argparse.Namespace) -> None:
     print(f"results written: {results} and {results.parent}/dice_vs_shots.png")
 
 
-def _box(text: str) -> list[float]:
+def _positive_float(text: str) -> float:
     try:
-        values = [float(v) for v in text.split(",")]
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 (4 numbers), got {text!r}") from None
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1 (4 numbers), got {text!r}")
-    return values
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"a positive number of mm per pixel, e.g. 0.15, got {text!r}")
+    return value
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -256,11 +250,18 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("segment", help="segment the fetal head in images; writes <name>_mask.png")
-    p.add_argument("images", nargs="+", help="image files (PNG, NIfTI, NRRD...)")
-    p.add_argument("--out", required=True, help="output folder")
+    p = sub.add_parser(
+        "segment", help="segment and measure the fetal head (HC, BPD, OFD) in images; writes masks and measurements.csv"
+    )
+    p.add_argument("images", nargs="+", help="image files (PNG, NIfTI, NRRD...), folders of images, cohort or HC18 folders")
+    p.add_argument("--out", required=True, help="output folder: <name>_mask.png, measurements.csv, segment.json")
     p.add_argument("--checkpoint", help="fine-tuned model.pt (default: the pretrained model)")
-    p.add_argument("--box", type=_box, help="x0,y0,x1,y1 box in pixels for every image (default: automatic)")
+    p.add_argument("--boxes", help="CSV with columns image,x0,y0,x1,y1 (pixels): a box per image (default: automatic)")
+    p.add_argument(
+        "--spacing", type=_positive_float, help="mm per pixel for every image (default: spacing.csv or HC18 CSV, else the header)"
+    )
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png: mask outline, fitted ellipse, HC")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     _add_precision(p)
     _add_model_options(p)
     p.set_defaults(func=_segment)

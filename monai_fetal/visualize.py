@@ -1,4 +1,5 @@
-"""Figures: a grid of greyscale images with their mask contours, and a few pairs read from a cohort folder.
+"""Figures: a grid of greyscale images with their mask contours, a measurement review overlay, and a few pairs
+read from a cohort folder.
 
 Matplotlib is used through its Agg canvas directly (no pyplot state), so figures can be drawn from any thread.
 """
@@ -18,8 +19,9 @@ from monai_fetal.atomic import atomic_path
 from monai_fetal.data.cohort import DATALIST_NAME
 from monai_fetal.data.io import read_image
 from monai_fetal.errors import ConfigError, InputDataError
+from monai_fetal.shape.ellipse import Ellipse
 
-__all__ = ["save_pair_grid", "load_cohort_pairs"]
+__all__ = ["save_pair_grid", "save_measurement_overlay", "load_cohort_pairs"]
 
 PANEL_INCHES = 3.0
 DPI = 100
@@ -75,6 +77,55 @@ def save_pair_grid(
         if titles is not None:
             axis.set_title(str(titles[k]), fontsize=8)
     figure.tight_layout(pad=0.3)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=DPI)
+    return path
+
+
+def save_measurement_overlay(
+    image: np.ndarray, mask: np.ndarray, path: str | Path, ellipse: Ellipse | None = None, text: str = "", flagged: bool = False
+) -> Path:
+    """Save a review PNG: ``image`` with the outline of ``mask`` (yellow), the fitted ``ellipse`` (cyan, dashed)
+    and ``text`` (e.g. the HC in mm; red when ``flagged``), at most 800 pixels wide.
+
+    Args:
+        image: 2-D greyscale array ``(rows, cols)``.
+        mask: head mask of ``image``'s shape (non-zero is head).
+        path: the PNG to write (atomically).
+        ellipse: the ellipse in ``image``'s pixel coordinates, or None.
+        text: caption drawn in the top-left corner.
+        flagged: draw the caption in red (a person should look).
+
+    Raises:
+        ConfigError: ``image`` is not 2-D or ``mask`` has another shape.
+    """
+    from matplotlib.patches import Ellipse as EllipsePatch
+
+    if np.ndim(image) != 2 or np.shape(image) != np.shape(mask):
+        raise ConfigError("image", np.shape(image), f"a 2-D image of its mask's shape {np.shape(mask)}")
+    rows, cols = np.shape(image)
+    scale = min(1.0, 800 / cols)
+    figure = Figure(figsize=(cols * scale / DPI, rows * scale / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    axis = figure.add_axes((0, 0, 1, 1))
+    axis.set_axis_off()
+    axis.imshow(np.asarray(image), cmap="gray", interpolation="antialiased")
+    head = np.asarray(mask) > 0
+    if head.any() and not head.all():
+        axis.contour(head.astype(np.float32), levels=[0.5], colors="#ffcc00", linewidths=1.0)
+    if ellipse is not None:
+        axis.add_patch(
+            EllipsePatch(
+                (ellipse.cx, ellipse.cy), 2 * ellipse.a, 2 * ellipse.b, angle=np.degrees(ellipse.theta),
+                fill=False, edgecolor="#00e5ff", linestyle="--", linewidth=1.0,
+            )
+        )
+    if text:
+        axis.text(
+            0.01, 0.99, text, transform=axis.transAxes, va="top", ha="left", fontsize=9,
+            color="#ff4040" if flagged else "white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2},
+        )
     path = Path(path)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=DPI)

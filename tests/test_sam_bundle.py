@@ -100,8 +100,9 @@ def test_segment_cli_writes_masks_at_original_size(phantom_cohort, tmp_path):
     images = sorted((phantom_cohort / "images").glob("*.png"))[:2]
     truth = read_image(phantom_cohort / "masks" / images[0].name) > 0
     rows, cols = np.nonzero(truth)
-    box = f"{cols.min()},{rows.min()},{cols.max()},{rows.max()}"
-    assert main(["segment", str(images[0]), "--out", str(tmp_path / "box"), "--box", box]) == 0
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(f"image,x0,y0,x1,y1\n{images[0].name},{cols.min()},{rows.min()},{cols.max()},{rows.max()}\n")
+    assert main(["segment", str(images[0]), "--out", str(tmp_path / "box"), "--boxes", str(boxes)]) == 0
     boxed = read_image(tmp_path / "box" / f"{images[0].stem}_mask.png")
     assert boxed.shape == truth.shape and set(np.unique(boxed)) <= {0.0, 255.0}
     assert 2 * ((boxed > 0) & truth).sum() / ((boxed > 0).sum() + truth.sum()) > 0.8

@@ -60,18 +60,24 @@ print("images:", [p.name for p in images])
 
 # %% [markdown]
 # ## Segment with the automatic prompt
-# `inference.json` writes `<name>_mask.png` (0/255) at each image's own size. Without `checkpoint`
-# it uses the pretrained LiteMedSAM weights; give the `model.pt` of a fine-tuned run to use yours.
+# `inference.json` writes `<name>_mask.png` (0/255) at each image's own size, and `measurements.csv`
+# (HC, BPD, OFD in pixels and mm, a quality score and a `flagged` column for the images a person should
+# check). Without `checkpoint` it uses the pretrained LiteMedSAM weights; give the `model.pt` of a
+# fine-tuned run to use yours.
 
 # %%
 auto_dir = args.out / "masks_auto"
 run_bundle("fetal_head_sam", "inference.json", {"images": [str(p.resolve()) for p in images], "output_dir": str(auto_dir)})
+with (auto_dir / "measurements.csv").open() as handle:
+    flagged = [Path(row["image"]).name for row in csv.DictReader(handle) if row["flagged"] == "1"]
+print("flagged for review (automatic prompt):", flagged or "none")
 
 # %% [markdown]
 # ## Segment with a box
 # A box `[x0, y0, x1, y1]` in pixels around the head is the most reliable prompt. Here we take it
 # from the reference mask (HC18: the annotated outline) to stand in for the one you would draw;
-# the command line does the same with `monai-fetal segment IMAGE --box x0,y0,x1,y1 --out DIR`.
+# the command line does the same with `monai-fetal segment IMAGES --boxes boxes.csv --out DIR`, where
+# `boxes.csv` has the columns `image,x0,y0,x1,y1`. A box must lie inside its image.
 
 # %%
 def head_box(image_path: Path) -> list[float]:
@@ -84,7 +90,13 @@ def head_box(image_path: Path) -> list[float]:
         mask = read_image(image_path.parent.parent / "masks" / image_path.name) > 0
     rows, cols = np.nonzero(mask)
     margin = 0.05 * max(np.ptp(rows), np.ptp(cols))
-    return [float(cols.min() - margin), float(rows.min() - margin), float(cols.max() + margin), float(rows.max() + margin)]
+    height, width = mask.shape
+    return [
+        float(max(cols.min() - margin, 0)),
+        float(max(rows.min() - margin, 0)),
+        float(min(cols.max() + margin, width)),
+        float(min(rows.max() + margin, height)),
+    ]
 
 
 box_dir = args.out / "masks_box"

@@ -24,7 +24,7 @@ from monai_fetal.data.patients import patient_of
 from monai_fetal.errors import InputDataError, summarise
 from monai_fetal.shape.outline import fill_head_annotation
 
-__all__ = ["Case", "CohortItem", "find_cases", "read_filled_masks", "write_pair", "write_cohort_index", "DATALIST_NAME", "SPACING_NAME"]
+__all__ = ["Case", "CohortItem", "find_cases", "read_filled_masks", "spacing_table", "write_pair", "write_cohort_index", "DATALIST_NAME", "SPACING_NAME"]
 
 DATALIST_NAME = "datalist.json"
 SPACING_NAME = "spacing.csv"
@@ -142,6 +142,23 @@ def _read_spacing_csv(folder: Path) -> dict[str, dict]:
             }
             for row in reader
         }
+
+
+def spacing_table(folder: str | Path) -> dict[str, float]:
+    """Pixel sizes (mm) by image id from ``folder``'s ``spacing.csv`` or published HC18 CSV (empty if neither).
+
+    Raises:
+        InputDataError: a table without its columns, or with a value that is not a number.
+    """
+    folder = Path(folder)
+    try:
+        rows = {**_read_hc18_csv(folder), **_read_spacing_csv(folder)}
+    except (KeyError, ValueError) as err:
+        if isinstance(err, InputDataError):
+            raise
+        problem = f"has a pixel-size table that cannot be read ({err})"
+        raise InputDataError(folder, problem, "give each image one number of mm per pixel") from err
+    return {key: row["spacing"] for key, row in rows.items() if row.get("spacing") is not None}
 
 
 def _unpaired_error(

@@ -12,9 +12,21 @@ import numpy as np
 from monai_fetal.atomic import atomic_path
 from monai_fetal.errors import InputDataError
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "read_mask", "write_png", "to_uint8", "strip_suffix"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "read_image",
+    "read_image_reduced",
+    "image_spacing",
+    "reduction_factor",
+    "read_mask",
+    "write_png",
+    "to_uint8",
+    "strip_suffix",
+]
 
 IMAGE_SUFFIXES = (".png", ".nii.gz", ".nii", ".nrrd", ".mha", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_HEADER_SPACING_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+_LUMINANCE = (0.2125, 0.7154, 0.0721)  # ITK's RGB to grey weights (what itk.imread(path, itk.F) uses)
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk that ends every complete PNG
 
 
@@ -26,6 +38,28 @@ def strip_suffix(name: str) -> str:
     return Path(name).stem
 
 
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise InputDataError(
+            path, "is a folder, not an image file", "give the image files in it, or the folder itself where a folder is accepted"
+        )
+    if not path.is_file():
+        raise InputDataError(path, "file not found", "check the path, or remove the entry that names it")
+
+
+def _unreadable(path: Path, err: RuntimeError) -> InputDataError:
+    first_line = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reader error"
+    return InputDataError(
+        path,
+        f"cannot be read as an image ({first_line.strip()})",
+        "re-export it as PNG, NIfTI or NRRD, or remove it from the cohort",
+    )
+
+
+def _not_2d(path: Path, shape: tuple[int, ...]) -> InputDataError:
+    return InputDataError(path, f"is not a 2-D image (shape {shape})", "give one 2-D ultrasound frame per file")
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read a 2-D image as a ``float32`` greyscale array ``(rows, cols)``.
 
@@ -33,24 +67,114 @@ def read_image(path: str | Path) -> np.ndarray:
     a single slice is squeezed.
 
     Raises:
-        InputDataError: the file is missing, unreadable, corrupt or not 2-D.
+        InputDataError: the file is missing, a folder, unreadable, corrupt or not 2-D.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputDataError(path, "file not found", "check the path, or remove the entry that names it")
+    _check_file(path)
     try:
         array = itk.array_from_image(itk.imread(str(path), itk.F))
     except RuntimeError as err:
-        first_line = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reader error"
-        raise InputDataError(
-            path,
-            f"cannot be read as an image ({first_line.strip()})",
-            "re-export it as PNG, NIfTI or NRRD, or remove it from the cohort",
-        ) from err
+        raise _unreadable(path, err) from err
     array = np.squeeze(array)
     if array.ndim != 2:
-        raise InputDataError(path, f"is not a 2-D image (shape {array.shape})", "give one 2-D ultrasound frame per file")
+        raise _not_2d(path, array.shape)
     return array.astype(np.float32, copy=False)
+
+
+def _image_info(path: Path) -> tuple[tuple[int, ...], tuple[float, ...], int]:
+    """Size (ITK order: x first), spacing and component count from the header only."""
+    try:
+        io = itk.ImageIOFactory.CreateImageIO(str(path), itk.CommonEnums.IOFileMode_ReadMode)
+        if io is None:
+            raise RuntimeError("no ITK reader recognises this file")
+        io.SetFileName(str(path))
+        io.ReadImageInformation()
+    except RuntimeError as err:
+        raise _unreadable(path, err) from err
+    dims = range(io.GetNumberOfDimensions())
+    return tuple(io.GetDimensions(d) for d in dims), tuple(io.GetSpacing(d) for d in dims), io.GetNumberOfComponents()
+
+
+def reduction_factor(shape: tuple[int, int], max_side: int | None) -> int:
+    """Integer factor by which an image of ``shape`` is reduced on read so its longest side stays >= ``max_side``."""
+    return max(1, max(shape) // max_side) if max_side else 1
+
+
+def read_image_reduced(
+    path: str | Path, max_side: int | None = None, factor: int | None = None
+) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """:func:`read_image` with the image reduced on read by an integer factor where its longest side exceeds ``max_side``.
+
+    The reduction is a block mean of ``factor x factor`` pixels (edge blocks padded by replication), taken
+    row block by row block on the file's own pixel type, so an 8000 x 6000 image costs its file's pixels
+    once and a small float image, not several full-size float copies. Pixel ``(r, c)`` of the result covers
+    rows ``r * factor ...`` and columns ``c * factor ...`` of the original. ``factor`` forces a factor
+    (e.g. to read an image again as it was read before).
+
+    Returns:
+        the ``float32`` greyscale array, the factor (1: read as it is), and the original ``(rows, cols)``.
+
+    Raises:
+        InputDataError: as :func:`read_image`.
+    """
+    path = Path(path)
+    _check_file(path)
+    size, _, _ = _image_info(path)
+    planar = tuple(s for s in size if s > 1)
+    if len(planar) != 2:
+        raise _not_2d(path, tuple(reversed(size)))
+    shape = (planar[1], planar[0])
+    factor = factor or reduction_factor(shape, max_side)
+    if factor == 1:
+        return read_image(path), 1, shape
+    try:
+        native = np.squeeze(itk.array_view_from_image(itk.imread(str(path))))
+    except RuntimeError as err:
+        raise _unreadable(path, err) from err
+    return _block_mean_grey(native, factor), factor, shape
+
+
+def _block_mean_grey(native: np.ndarray, factor: int) -> np.ndarray:
+    """Greyscale block mean ``(ceil(rows / f), ceil(cols / f))`` of ``(rows, cols[, channels])`` pixels."""
+    rows, cols = native.shape[:2]
+    out_rows, out_cols = -(-rows // factor), -(-cols // factor)
+    col_index = np.minimum(np.arange(out_cols * factor), cols - 1)
+    out = np.empty((out_rows, out_cols), np.float32)
+    for r in range(out_rows):
+        block = native[np.minimum(np.arange(r * factor, (r + 1) * factor), rows - 1)][:, col_index].astype(np.float32)
+        if block.ndim == 3:
+            block = _grey(block)
+        out[r] = block.reshape(factor, out_cols, factor).mean(axis=(0, 2))
+    return out
+
+
+def _grey(block: np.ndarray) -> np.ndarray:
+    """RGB(A) to luminance (ITK's weights), any other channel count averaged."""
+    if block.shape[-1] in (3, 4):
+        return block[..., :3] @ np.array(_LUMINANCE, np.float32)
+    return block.mean(axis=-1)
+
+
+def image_spacing(path: str | Path) -> float | None:
+    """Pixel size in mm from the header of a NIfTI, NRRD or MetaImage file; ``None`` for other formats.
+
+    Raises:
+        InputDataError: unreadable header, or pixels that are not square (HC needs one pixel size).
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(_HEADER_SPACING_SUFFIXES):
+        return None
+    size, spacing, _ = _image_info(path)
+    planar = [s for s, n in zip(spacing, size) if n > 1][:2]
+    if len(planar) != 2 or not all(np.isfinite(planar)) or min(planar) <= 0:
+        return None
+    if abs(planar[0] - planar[1]) > 0.01 * max(planar):
+        raise InputDataError(
+            path,
+            f"has non-square pixels ({planar[0]:g} x {planar[1]:g} mm) in its header",
+            "resample it to square pixels before measuring the head",
+        )
+    return float(f"{planar[0]:.6g}")  # the header's float32, without its binary tail
 
 
 def read_mask(path: str | Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:

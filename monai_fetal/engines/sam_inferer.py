@@ -22,12 +22,16 @@ class SamInferer(Inferer):
             the automatic prompt (what MONAI Label needs: it sends only the image); ``gt_box+auto``:
             both, as two channels ``[B, 2, S, S]`` (validation that selects a model good at both).
         auto_prompt: the automatic prompt (default :class:`AutoBoxPrompt`).
+
+    After each call, ``last_iou`` holds SAM's IoU estimate of each returned mask (``[B, K]``), which
+    ``segment`` uses in its quality score.
     """
 
     def __init__(self, prompt: str = "gt_box", auto_prompt: AutoBoxPrompt | None = None) -> None:
         super().__init__()
         self.prompt = check_choice("prompt", prompt, PROMPTS)
         self.auto_prompt = auto_prompt or AutoBoxPrompt()
+        self.last_iou: torch.Tensor | None = None
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, boxes: torch.Tensor | None = None, **kwargs):
         """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]`` (``[B, 2, S, S]`` for ``gt_box+auto``)."""
@@ -36,10 +40,13 @@ class SamInferer(Inferer):
         embeddings = network.encode(inputs)  # once: the automatic prompt and the final decode share it
         if self.prompt == "gt_box+auto":
             auto_boxes = self.auto_prompt(network, inputs, embeddings)
-            return torch.cat([network.decode(embeddings, boxes), network.decode(embeddings, auto_boxes)], dim=1)
+            (boxed, boxed_iou), (auto, auto_iou) = (network.decode(embeddings, b, return_iou=True) for b in (boxes, auto_boxes))
+            self.last_iou = torch.cat([boxed_iou, auto_iou], dim=1)
+            return torch.cat([boxed, auto], dim=1)
         if self.prompt == "auto" or boxes is None:
             boxes = self.auto_prompt(network, inputs, embeddings)
-        return network.decode(embeddings, boxes)
+        logits, self.last_iou = network.decode(embeddings, boxes, return_iou=True)
+        return logits
 
 
 class SamTrainingInferer(Inferer):

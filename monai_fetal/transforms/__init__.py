@@ -1,9 +1,10 @@
 """MONAI dictionary transforms that MONAI lacks: greyscale, outline filling, box prompts, the SAM frame,
-fast binary hole filling."""
+fast binary hole filling, loading as prepare stores images."""
 
 from monai_fetal.transforms.box import BoxFromMaskd, ScaleBoxd, box_from_mask, field_of_view_box
 from monai_fetal.transforms.greyscale import Greyscaled
 from monai_fetal.transforms.holes import FillBinaryHolesd, fill_binary_holes
+from monai_fetal.transforms.load import LoadGreyscaled
 from monai_fetal.transforms.outline import OutlineToFilledMaskd
 from monai_fetal.transforms.sam_frame import SamFramed
 
@@ -11,6 +12,7 @@ __all__ = [
     "BoxFromMaskd",
     "FillBinaryHolesd",
     "Greyscaled",
+    "LoadGreyscaled",
     "OutlineToFilledMaskd",
     "SamFramed",
     "ScaleBoxd",
