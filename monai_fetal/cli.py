@@ -280,7 +280,7 @@ def _add_train_generator(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prior", help="latent mode: prior folder to start from (default: the bundle's shipped models/prior)")
     p.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="cpu (default) or gpu (larger batches; pixel modes: 256 x 384)")
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
-    p.add_argument("--out", required=True, help="generator folder: checkpoints, model.pt, samples/; rerun to resume")
+    p.add_argument("--out", required=True, help="generator folder: checkpoints, unet.pt (latent) or model.pt, samples/; rerun to resume")
     p.set_defaults(func=_train_generator)
 
 
