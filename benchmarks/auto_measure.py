@@ -110,39 +110,63 @@ class Scorer:
         self.preprocessing = parser.get_parsed_content("preprocessing")
         self.network = parser.get_parsed_content("network")
         self.postprocessing = parser.get_parsed_content("postprocessing")
-        self.auto = parser.get_parsed_content("inferer")
-        self.auto.prompt = "auto"
-        self.box = parser.get_parsed_content("inferer")
+        self.inferer = parser.get_parsed_content("inferer")
+        self.unlabelled = _image_only_transforms(self.preprocessing, self.postprocessing, self.network.frame_size)
 
     @torch.no_grad()
-    def predict(self, item: dict, prompt: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """Predicted and reference masks ``(rows, cols)`` at original size, and the prediction's quality."""
+    def predict(self, item: dict, prompt: str) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Predicted and reference masks ``(rows, cols)`` at original size, the prediction's quality and network seconds.
+
+        The quality is :meth:`AutoBoxPrompt.prompt`'s (SAM's IoU estimate times the mask's agreement with
+        its fitted ellipse) for the automatic prompt, 1 for the ground-truth box. It stands in for the
+        ``segment`` command's quality score until that one is merged: swap it here.
+        """
         from monai.data import decollate_batch, list_data_collate
 
         from monai_fetal.engines import SamPrepareBatch
 
         batch = list_data_collate([self.preprocessing(dict(item))])
         images, _, _, extra = SamPrepareBatch()(batch)
-        inferer = self.auto if prompt == "auto" else self.box
-        if prompt == "auto":
-            extra = {}
         start = time.perf_counter()
-        batch["pred"] = inferer(images, self.network, **extra)
+        if prompt == "auto":  # SamInferer's automatic path (encode, automatic boxes, decode), keeping the prompt's quality
+            embeddings = self.network.encode(images)
+            boxes, quality = self.inferer.auto_prompt.prompt(self.network, images, embeddings)
+            batch["pred"] = self.network.decode(embeddings, boxes)
+        else:
+            batch["pred"], quality = self.inferer(images, self.network, **extra), torch.ones(1)
         seconds = time.perf_counter() - start
         out = self.postprocessing(decollate_batch(batch)[0])
         pred = np.asarray(out["pred"][0]).T > 0  # MONAI's [W, H] -> (rows, cols)
         label = np.asarray(out["label"][0]).T > 0
-        return pred, label, quality_of(pred), seconds
+        return pred, label, float(quality[0]), seconds
 
 
-def quality_of(mask: np.ndarray) -> float:
-    """The benchmark's stand-in quality: Dice between the mask and its fitted ellipse (0 for an empty mask).
+def _image_only_transforms(preprocessing, postprocessing, frame_size: int):
+    """Preprocessing and postprocessing for images without a label: the evaluation's, minus the label."""
+    from monai.transforms import Compose, Invertd, LoadImaged
 
-    Swap for the ``segment`` command's quality score once it is merged (``--quality``).
-    """
-    from monai_fetal.engines.auto_prompt import ellipse_agreement
+    from monai_fetal.transforms import SamFramed
 
-    return ellipse_agreement(mask)
+    pre = Compose([LoadImaged("image", reader="ITKReader", ensure_channel_first=True, image_only=True), SamFramed("image", frame_size=frame_size)])
+    post = [
+        Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False, to_tensor=True) if isinstance(t, Invertd) else t
+        for t in postprocessing.transforms
+    ]
+    return pre, Compose(post)
+
+
+@torch.no_grad()
+def predict_unlabelled(scorer: Scorer, item: dict) -> tuple[np.ndarray, float]:
+    """No-box mask ``(rows, cols)`` at original size and its quality for an image without a label."""
+    from monai.data import decollate_batch, list_data_collate
+
+    pre, post = scorer.unlabelled
+    batch = list_data_collate([pre({"image": item["image"]})])
+    images = batch["image"].to(torch.float32)
+    embeddings = scorer.network.encode(images)
+    boxes, quality = scorer.inferer.auto_prompt.prompt(scorer.network, images, embeddings)
+    batch["pred"] = scorer.network.decode(embeddings, boxes)
+    return np.asarray(post(decollate_batch(batch)[0])["pred"][0]).T > 0, float(quality[0])
 
 
 def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
@@ -202,7 +226,7 @@ def pseudo_cohort(scorer: Scorer, pool: list[dict], out: Path, min_quality: floa
         return out, len(json.loads((out / "datalist.json").read_text())["training"])
     kept = []
     for item in pool:
-        pred, _, quality, _ = scorer.predict({**item, "label": item["image"]}, "auto")  # label: a placeholder, unused
+        pred, quality = predict_unlabelled(scorer, item)
         if quality >= min_quality and pred.any():
             write_pair(out, item["id"], to_uint8(read_image(item["image"])), pred.astype(np.uint8))
             kept.append(CohortItem(id=item["id"], patient=item["id"].split("_")[0], cohort="pseudo", spacing=item["spacing"]))
@@ -253,7 +277,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "machine": platform.machine(),
             "torch": torch.__version__,
-            "flag_criterion": f"quality < {args.flag_quality} (quality: Dice of the mask with its fitted ellipse)",
+            "flag_criterion": f"quality < {args.flag_quality} (AutoBoxPrompt.prompt: IoU estimate x ellipse agreement)",
         }
     )
     done = {(r["shots"], r["seed"], r["unlabelled"], r["auto"]["summary"]["images"]) for r in results["rows"]}
