@@ -40,7 +40,7 @@ import torch
 
 from monai_fetal.atomic import write_json_atomic
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DICE_FAIL = 0.90
 PSEUDO_QUALITY = 0.95
 FLAG_QUALITY = 0.90
