@@ -4,8 +4,8 @@ Candidate masks come from decoding a few start boxes (the ultrasound field of vi
 versions of it; with a fine-tuned model, also the box of the ellipse fitted to its head locator's
 coarse mask). Each candidate is scored by SAM's IoU estimate times its agreement with a fitted
 ellipse (heads are ellipses) and, with a trained locator, times its overlap with the locator's mask.
-The best one's box is refined by re-prompting the decoder with the box of the ellipse fitted to its
-own mask (an ellipse's box ignores leaks and bites that a mask's box follows). The last decode gives
+The best one's box is refined by re-prompting the decoder with its own mask's box, cut to the box of
+the ellipse fitted to that mask (leaks widen a mask's box but hardly its ellipse's). The last decode gives
 the prompt's quality: SAM's IoU estimate times the mask's agreement with its ellipse.
 """
 
@@ -68,15 +68,16 @@ class AutoBoxPrompt:
        SAM's IoU estimate times its agreement with a fitted ellipse (heads are ellipses), times its
        Dice with the locator's mask when there is one, keeping only areas within ``area_range`` of
        the field of view.
-    3. Re-prompt ``refinements`` times with the box of the best mask (of its fitted ellipse with
-       ``ellipse_boxes``), widened by ``margin``.
+    3. Re-prompt ``refinements`` times with the box of the best mask (with ``ellipse_boxes``, that box
+       cut to the box of the mask's fitted ellipse), widened by ``margin``.
 
     Args:
         shrink: fractions by which each side of the field-of-view box is pulled in.
         refinements: re-prompting rounds.
         margin: widening of refinement boxes (the same as the box margin used in training).
         area_range: plausible head area as a fraction of the field of view.
-        ellipse_boxes: refine with the box of the fitted ellipse rather than of the mask.
+        ellipse_boxes: cut refinement boxes to the box of the mask's fitted ellipse (a leak widens a mask's
+            box but hardly its ellipse's; the ellipse's box alone can grow from round to round).
     """
 
     def __init__(
@@ -160,6 +161,10 @@ class AutoBoxPrompt:
 
     def _box_of(self, mask: np.ndarray, fallback: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
         component = _largest_component(mask)
-        if component.sum() < 50 or not self.ellipse_boxes:
-            return _widen(box_from_mask(component), self.margin, limit) if component.any() else fallback
-        return _widen(ellipse_box(fit_ellipse_to_mask(component)), self.margin, limit)
+        if not component.any():
+            return fallback
+        box = box_from_mask(component)
+        if self.ellipse_boxes and component.sum() >= 50:  # the ellipse's box within the mask's: cut leaks, never grow
+            fitted = ellipse_box(fit_ellipse_to_mask(component))
+            box = torch.cat([torch.maximum(box[:2], fitted[:2]), torch.minimum(box[2:], fitted[2:])])
+        return _widen(box, self.margin, limit)
