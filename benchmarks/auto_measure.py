@@ -15,7 +15,8 @@ with Dice < 0.90, and the flagged count with the Dice of flagged and unflagged i
 
 With the unlabelled pool the row is self-trained: the row's k-shot model segments the pool with no
 box; images whose quality passes :data:`PSEUDO_QUALITY` become pseudo-labelled pairs that a second
-fine-tune (from the first model) mixes in as extra pairs.
+fine-tune (from the first model) mixes in as extra pairs (``--pseudo-ratio`` per real image). k = 0
+has no self-trained row (nothing labelled to start from).
 
 Rows already in ``--out`` are skipped (resumable); the JSON is rewritten after every row.
 
@@ -244,8 +245,8 @@ def run_row(args, shots: int, seed: int, unlabelled: bool, test: list[dict], poo
     info = {}
     if unlabelled:
         cohort, kept = pseudo_cohort(Scorer(checkpoint, cache, work / "eval"), pool, work / f"pseudo_{name}", PSEUDO_QUALITY)
-        extra = {"synthetic_dir": str(cohort), "synthetic_ratio": args.pseudo_ratio, "pretrained_checkpoint": str(checkpoint) if checkpoint else None}
-        checkpoint = finetune(work / name, max(shots, 0), seed, args.data, extra) if shots else None
+        extra = {"synthetic_dir": str(cohort), "synthetic_ratio": args.pseudo_ratio, "pretrained_checkpoint": str(checkpoint)}
+        checkpoint = finetune(work / name, shots, seed, args.data, extra)
         info = {"pseudo_labelled": kept, "pool": len(pool)}
     scorer = Scorer(checkpoint, cache, work / "eval")
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": False, **info}
@@ -285,8 +286,8 @@ def main() -> None:
     for shots in args.shots:
         for seed in args.seeds if shots else [0]:
             for unlabelled in choices:
-                if (shots, seed, unlabelled, len(test)) in done:
-                    continue
+                if (shots, seed, unlabelled, len(test)) in done or (unlabelled and shots == 0):
+                    continue  # done already; or self-training with no labelled image (nothing to fine-tune)
                 row = run_row(args, shots, seed, unlabelled, test, pool)
                 results["rows"].append(row)
                 write_json_atomic(args.out, results)
