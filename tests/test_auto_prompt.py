@@ -87,3 +87,9 @@ def test_quality_is_the_iou_estimate_times_the_ellipse_agreement():
     boxes, quality = AutoBoxPrompt(refinements=0).prompt(network, _image())
     assert float(quality[0]) == pytest.approx(0.8 * ellipse_agreement(head), abs=1e-6)
     assert torch.equal(AutoBoxPrompt(refinements=0)(network, _image()), boxes)  # __call__: the same boxes, no quality decode
+
+
+@pytest.mark.parametrize("kwargs", [{"refinements": -1}, {"locator_level": 1.0}, {"locator_level": -0.1}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        AutoBoxPrompt(**kwargs)

@@ -78,6 +78,8 @@ class AutoBoxPrompt:
         area_range: plausible head area as a fraction of the field of view.
         ellipse_boxes: cut refinement boxes to the box of the mask's fitted ellipse (a leak widens a mask's
             box but hardly its ellipse's; the ellipse's box alone can grow from round to round).
+        locator_level: the locator's head is where its logits exceed this fraction of their maximum
+            (0: where they are positive).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class AutoBoxPrompt:
         margin: float = 0.05,
         area_range: tuple[float, float] = (0.03, 0.7),
         ellipse_boxes: bool = True,
+        locator_level: float = 0.0,
     ) -> None:
         if refinements < 0:
             raise ValueError(f"refinements must be >= 0, got {refinements}")
@@ -95,6 +98,9 @@ class AutoBoxPrompt:
         self.margin = margin
         self.area_range = area_range
         self.ellipse_boxes = ellipse_boxes
+        if not 0.0 <= locator_level < 1.0:
+            raise ValueError(f"locator_level must be in [0, 1), got {locator_level}")
+        self.locator_level = locator_level
 
     def _start_boxes(self, image: torch.Tensor) -> torch.Tensor:
         view = field_of_view_box(image)
@@ -141,7 +147,9 @@ class AutoBoxPrompt:
             view_area = float((view[2] - view[0] + 1) * (view[3] - view[1] + 1))
             located = None
             if bool(network.locator.trained):
-                located = _largest_component((network.locate(embedding[None])[0, 0] > 0).cpu().numpy())
+                logits = network.locate(embedding[None])[0, 0]
+                level = self.locator_level * max(float(logits.max()), 0.0)
+                located = _largest_component((logits > level).cpu().numpy())
                 if located.any():
                     starts = torch.cat([self._box_of(located, view, limit)[None], starts])
             mask = self._best_candidate(network, embedding[None], starts, view_area, located)
