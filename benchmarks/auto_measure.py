@@ -250,6 +250,7 @@ def run_row(args, shots: int, seed: int, unlabelled: bool, test: list[dict], poo
         info = {"pseudo_labelled": kept, "pool": len(pool)}
     scorer = Scorer(checkpoint, cache, work / "eval")
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": False, **info}
+    result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
         result[prompt] = score(scorer, test, prompt, args.flag_quality)
     result["wall_s"] = time.time() - started
