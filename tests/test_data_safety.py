@@ -286,7 +286,7 @@ CASES = {
     "HC18 CSV without a filename column": Case(_csv_with(header="name,pixel size(mm),head circumference (mm)"), ("no 'filename' column",)),
     "spacing.csv with NaN": Case(_spacing_nan, ("spacing.csv", "line 4", "'mm_per_pixel' is 'nan'")),
     "unpaired files: the first ten and the count": Case(
-        _many_unpaired, ("images without a mask: extra_100, ", "extra_109, ... and 15 more (25 in all)")
+        _many_unpaired, ("25 image(s) in images/ have no mask (extra_100, ", "extra_109, ... and 15 more (25 in all)")
     ),
 }
 

@@ -196,9 +196,10 @@ def test_five_shot_finetune_improves_on_zero_shot_dice_on_unseen_images(
 
 def test_automatic_prompt_after_finetuning(hc18_cohort, finetuned, embedding_cache, tmp_path):
     summary = _evaluate_test_split(hc18_cohort, finetuned, embedding_cache, tmp_path / "auto", "auto")
-    print(f"automatic prompt Dice {summary['dice_mean']:.4f} (median {summary['dice_median']:.4f})")
+    print(f"automatic prompt Dice {summary['dice_mean']:.4f} (median {summary['dice_median']:.4f}), HC {summary['hc_abs_error_mm_mean']:.2f} mm")
     assert summary["prompt"] == "auto" and summary["n"] == 20
-    assert summary["dice_mean"] >= 0.85
+    assert summary["dice_mean"] >= 0.85  # after 2 of the 10 epochs (seed 0): 0.875, HC 17.1 mm (benchmarks/README.md)
+    assert summary["hc_abs_error_mm_mean"] <= 20.0
 
 
 def test_multi_gpu_config_runs_under_torchrun_with_gloo(phantom_cohort, tmp_path):

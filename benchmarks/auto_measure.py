@@ -1,0 +1,306 @@
+"""Automatic head measurement with no box, by the fixed benchmark protocol (issue 14).
+
+Protocol (``../shared/data/benchmark_protocol.json``, by patient): k-shot training and validation
+images come from ``labelled_pool`` (``hc18_subset``, the project's seeded k-shot split); the
+``unlabelled_pool`` (219 ``hc18_train`` images) is read as images only, never its annotations; the
+``test`` set (213 ``hc18_train`` images of other patients) is never trained on and is scored
+against the published HC column of the HC18 CSV.
+
+Rows: ``shots`` (0 = pretrained LiteMedSAM) x ``seed`` x with/without the unlabelled pool. Each row
+is fine-tuned with the SAM bundle's ``train.json`` (its defaults), then scored on the test images
+with the evaluation config's own preprocessing, inferer and postprocessing (``evaluate.json``),
+once with no box (the automatic prompt) and once with the ground-truth box (5 % margin): Dice
+mean / min, HD95 (pixels), mean absolute HC error in mm against the published HC, share of images
+with Dice < 0.90, and the flagged count with the Dice of flagged and unflagged images.
+
+With the unlabelled pool the row is self-trained: the row's k-shot model segments the pool with no
+box; images whose quality passes :data:`PSEUDO_QUALITY` become pseudo-labelled pairs that a second
+fine-tune (from the first model) mixes in as extra pairs (``--pseudo-ratio`` per real image). k = 0
+has no self-trained row (nothing labelled to start from).
+
+Rows already in ``--out`` are skipped (resumable); the JSON is rewritten after every row.
+
+    python benchmarks/auto_measure.py --shots 0 5 --seeds 0 1 2 --out benchmarks/results/auto_measure_cpu.json
+    python benchmarks/auto_measure.py --shots 5 --seeds 0 --test-images 40 --out /tmp/am.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from monai_fetal.atomic import write_json_atomic
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DICE_FAIL = 0.90
+PSEUDO_QUALITY = 0.95
+FLAG_QUALITY = 0.90
+
+
+def _hc18_items(folder: Path, names: list[str], with_labels: bool) -> list[dict]:
+    """Datalist items of HC18 images in ``folder`` with spacing and published HC (labels only when asked)."""
+    table = {}
+    with open(folder / "training_set_pixel_size_and_HC.csv") as handle:
+        for row in csv.DictReader(handle):
+            table[row["filename"]] = (float(row["pixel size(mm)"]), float(row["head circumference (mm)"]))
+    items = []
+    for name in names:
+        spacing, hc_mm = table[name]
+        item = {"image": str(folder / "images" / name), "id": name[:-4], "spacing": spacing, "hc_mm": hc_mm}
+        if with_labels:
+            item["label"] = str(folder / "annotations" / name.replace(".png", "_Annotation.png"))
+        items.append(item)
+    return items
+
+
+def protocol_items(data: Path, test_images: int | None) -> tuple[list[dict], list[dict]]:
+    """Test items (with annotations) and unlabelled-pool items (images only) of the protocol."""
+    protocol = json.loads((data / "benchmark_protocol.json").read_text())
+    test = protocol["test"]["images"][:test_images] if test_images else protocol["test"]["images"]
+    test_items = _hc18_items(data / protocol["test"]["folder"], test, with_labels=True)
+    pool = protocol["unlabelled_pool"]
+    return test_items, _hc18_items(data / pool["folder"], pool["images"], with_labels=False)
+
+
+def _quiet() -> None:
+    for name in ("ignite", "monai", "monai.bundle"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def finetune(run_dir: Path, shots: int, seed: int, data: Path, extra: dict | None = None) -> Path:
+    """The row's model: the SAM bundle's ``train.json`` with its defaults (skipped when ``model.pt`` and ``done`` exist)."""
+    from monai_fetal.bundles import run_bundle
+
+    model, done = run_dir / "model.pt", run_dir / "done"
+    if not (model.is_file() and done.is_file()):
+        overrides = {"dataset_dir": str(data / "hc18_subset"), "output_dir": str(run_dir), "shots": shots, "seed": seed}
+        run_bundle("fetal_head_sam", "train.json", {**overrides, **(extra or {})})
+        done.write_text("done\n")
+    return model
+
+
+class Scorer:
+    """The evaluation config's components for one model, run image by image with both prompts."""
+
+    def __init__(self, checkpoint: Path | None, cache_dir: Path, work: Path) -> None:
+        from monai.bundle import ConfigParser
+
+        from monai_fetal.bundles import bundle_dir
+
+        parser = ConfigParser()
+        parser.read_config(str(bundle_dir("fetal_head_sam") / "configs" / "evaluate.json"))
+        parser.update(
+            {
+                "checkpoint": str(checkpoint) if checkpoint else None,
+                "prompt": "gt_box",
+                "output_dir": str(work),
+                "embedding_cache_dir": str(cache_dir),
+                "device": "$torch.device('cpu')",
+            }
+        )
+        self.preprocessing = parser.get_parsed_content("preprocessing")
+        self.network = parser.get_parsed_content("network")
+        self.postprocessing = parser.get_parsed_content("postprocessing")
+        self.inferer = parser.get_parsed_content("inferer")
+        self.unlabelled = _image_only_transforms(self.preprocessing, self.postprocessing, self.network.frame_size)
+
+    @torch.no_grad()
+    def predict(self, item: dict, prompt: str) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Predicted and reference masks ``(rows, cols)`` at original size, the prediction's quality and network seconds.
+
+        The quality is :meth:`AutoBoxPrompt.prompt`'s (SAM's IoU estimate times the mask's agreement with
+        its fitted ellipse) for the automatic prompt, 1 for the ground-truth box. It stands in for the
+        ``segment`` command's quality score until that one is merged: swap it here.
+        """
+        from monai.data import decollate_batch, list_data_collate
+
+        from monai_fetal.engines import SamPrepareBatch
+
+        batch = list_data_collate([self.preprocessing(dict(item))])
+        images, _, _, extra = SamPrepareBatch()(batch)
+        start = time.perf_counter()
+        if prompt == "auto":  # SamInferer's automatic path (encode, automatic boxes, decode), keeping the prompt's quality
+            embeddings = self.network.encode(images)
+            boxes, quality = self.inferer.auto_prompt.prompt(self.network, images, embeddings)
+            batch["pred"] = self.network.decode(embeddings, boxes)
+        else:
+            batch["pred"], quality = self.inferer(images, self.network, **extra), torch.ones(1)
+        seconds = time.perf_counter() - start
+        out = self.postprocessing(decollate_batch(batch)[0])
+        pred = np.asarray(out["pred"][0]).T > 0  # MONAI's [W, H] -> (rows, cols)
+        label = np.asarray(out["label"][0]).T > 0
+        return pred, label, float(quality[0]), seconds
+
+
+def _image_only_transforms(preprocessing, postprocessing, frame_size: int):
+    """Preprocessing and postprocessing for images without a label: the evaluation's, minus the label."""
+    from monai.transforms import Compose, Invertd, LoadImaged
+
+    from monai_fetal.transforms import SamFramed
+
+    pre = Compose([LoadImaged("image", reader="ITKReader", ensure_channel_first=True, image_only=True), SamFramed("image", frame_size=frame_size)])
+    post = [
+        Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False, to_tensor=True) if isinstance(t, Invertd) else t
+        for t in postprocessing.transforms
+    ]
+    return pre, Compose(post)
+
+
+@torch.no_grad()
+def predict_unlabelled(scorer: Scorer, item: dict) -> tuple[np.ndarray, float]:
+    """No-box mask ``(rows, cols)`` at original size and its quality for an image without a label."""
+    from monai.data import decollate_batch, list_data_collate
+
+    pre, post = scorer.unlabelled
+    batch = list_data_collate([pre({"image": item["image"]})])
+    images = batch["image"].to(torch.float32)
+    embeddings = scorer.network.encode(images)
+    boxes, quality = scorer.inferer.auto_prompt.prompt(scorer.network, images, embeddings)
+    batch["pred"] = scorer.network.decode(embeddings, boxes)
+    return np.asarray(post(decollate_batch(batch)[0])["pred"][0]).T > 0, float(quality[0])
+
+
+def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
+    """Dice, HD95 (pixels) and HC error in mm against the published HC for one image."""
+    from monai.metrics import compute_dice, compute_hausdorff_distance
+
+    from monai_fetal.shape.biometry import biometry_from_mask
+
+    p, y = torch.as_tensor(pred[None, None]).float(), torch.as_tensor(label[None, None]).float()
+    dice = float(compute_dice(p, y, ignore_empty=False)[0, 0])
+    hd95 = float(compute_hausdorff_distance(p, y, percentile=95)[0, 0]) if pred.any() else math.nan
+    try:
+        hc_mm = biometry_from_mask(pred, item["spacing"]).hc_mm
+    except ValueError:
+        hc_mm = 0.0
+    return {"id": item["id"], "dice": dice, "hd95": hd95, "hc_mm": hc_mm, "hc_error_mm": abs(hc_mm - item["hc_mm"])}
+
+
+def summarise(rows: list[dict], flag_quality: float) -> dict:
+    """Means and failure counts of per-image rows."""
+    dice = np.array([r["dice"] for r in rows])
+    flagged = np.array([r["quality"] < flag_quality for r in rows])
+    hd95 = np.array([r["hd95"] for r in rows])
+    fail = dice < DICE_FAIL
+    return {
+        "images": len(rows),
+        "dice_mean": float(dice.mean()),
+        "dice_min": float(dice.min()),
+        "hd95_mean": float(np.nanmean(hd95)) if np.isfinite(hd95).any() else math.nan,
+        "hc_error_mm_mean": float(np.mean([r["hc_error_mm"] for r in rows])),
+        "hc_error_mm_median": float(np.median([r["hc_error_mm"] for r in rows])),
+        "share_dice_below_090": float(fail.mean()),
+        "flagged": int(flagged.sum()),
+        "unflagged_failures": int((fail & ~flagged).sum()),
+        "share_unflagged_failures": float((fail & ~flagged).mean()),
+        "dice_flagged": float(dice[flagged].mean()) if flagged.any() else None,
+        "dice_unflagged": float(dice[~flagged].mean()) if (~flagged).any() else None,
+        "seconds_per_image_network": float(np.mean([r["seconds"] for r in rows])),
+    }
+
+
+def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float) -> dict:
+    """Per-image scores and their summary for one prompt."""
+    rows = []
+    for item in items:
+        pred, label, quality, seconds = scorer.predict(item, prompt)
+        rows.append({**image_scores(pred, label, item), "quality": quality, "seconds": seconds})
+    return {"summary": summarise(rows, flag_quality), "per_image": rows}
+
+
+def pseudo_cohort(scorer: Scorer, pool: list[dict], out: Path, min_quality: float) -> tuple[Path, int]:
+    """Write the pool images whose no-box prediction passes ``min_quality`` as a cohort folder of pseudo-labelled pairs."""
+    from monai_fetal.data.cohort import CohortItem, write_cohort_index, write_pair
+    from monai_fetal.data.io import read_image, to_uint8
+
+    if (out / "datalist.json").is_file():
+        return out, len(json.loads((out / "datalist.json").read_text())["training"])
+    kept = []
+    for item in pool:
+        pred, quality = predict_unlabelled(scorer, item)
+        if quality >= min_quality and pred.any():
+            write_pair(out, item["id"], to_uint8(read_image(item["image"])), pred.astype(np.uint8))
+            kept.append(CohortItem(id=item["id"], patient=item["id"].split("_")[0], cohort="pseudo", spacing=item["spacing"]))
+    write_cohort_index(out, kept, "pseudo")
+    return out, len(kept)
+
+
+def run_row(args, shots: int, seed: int, unlabelled: bool, test: list[dict], pool: list[dict]) -> dict:
+    """Train (when ``shots`` > 0) and score one row."""
+    work = Path(args.work)
+    name = f"k{shots}_s{seed}" + ("_u" if unlabelled else "")
+    cache = work / "embedding_cache"
+    started = time.time()
+    checkpoint = None if shots == 0 else finetune(work / f"k{shots}_s{seed}", shots, seed, args.data)
+    info = {}
+    if unlabelled:
+        cohort, kept = pseudo_cohort(Scorer(checkpoint, cache, work / "eval"), pool, work / f"pseudo_{name}", PSEUDO_QUALITY)
+        extra = {"synthetic_dir": str(cohort), "synthetic_ratio": args.pseudo_ratio, "pretrained_checkpoint": str(checkpoint)}
+        checkpoint = finetune(work / name, shots, seed, args.data, extra)
+        info = {"pseudo_labelled": kept, "pool": len(pool)}
+    scorer = Scorer(checkpoint, cache, work / "eval")
+    result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": False, **info}
+    result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
+    for prompt in ("auto", "gt_box"):
+        result[prompt] = score(scorer, test, prompt, args.flag_quality)
+    result["wall_s"] = time.time() - started
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shots", type=int, nargs="+", default=[0, 1, 5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--unlabelled", choices=["no", "yes", "both"], default="no")
+    parser.add_argument("--test-images", type=int, default=None, help="first N test images (default all 213)")
+    parser.add_argument("--pseudo-ratio", type=float, default=4.0, help="pseudo-labelled pairs per real image")
+    parser.add_argument("--flag-quality", type=float, default=FLAG_QUALITY, help="flag images whose quality is below this")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--work", default="/tmp/auto_measure", help="models, caches and pseudo-labels")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    _quiet()
+    test, pool = protocol_items(args.data, args.test_images)
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}
+    results.update(
+        {
+            "protocol": str(args.data / "benchmark_protocol.json"),
+            "test_images": len(test),
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "torch": torch.__version__,
+            "flag_criterion": f"quality < {args.flag_quality} (AutoBoxPrompt.prompt: IoU estimate x ellipse agreement)",
+        }
+    )
+    done = {(r["shots"], r["seed"], r["unlabelled"], r["auto"]["summary"]["images"]) for r in results["rows"]}
+    choices = {"no": [False], "yes": [True], "both": [False, True]}[args.unlabelled]
+    for shots in args.shots:
+        for seed in args.seeds if shots else [0]:
+            for unlabelled in choices:
+                if (shots, seed, unlabelled, len(test)) in done or (unlabelled and shots == 0):
+                    continue  # done already; or self-training with no labelled image (nothing to fine-tune)
+                row = run_row(args, shots, seed, unlabelled, test, pool)
+                results["rows"].append(row)
+                write_json_atomic(args.out, results)
+                s, b = row["auto"]["summary"], row["gt_box"]["summary"]
+                print(
+                    f"k={shots} seed={seed} unlabelled={unlabelled}: no box Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}) "
+                    f"HC {s['hc_error_mm_mean']:.2f} mm, <0.90 {s['share_dice_below_090']:.3f}, flagged {s['flagged']}, "
+                    f"unflagged failures {s['unflagged_failures']} | gt box Dice {b['dice_mean']:.4f} HC {b['hc_error_mm_mean']:.2f} mm",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    main()

@@ -1,0 +1,48 @@
+"""The no-box benchmark's protocol reading and summary (benchmarks/auto_measure.py), without a model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "auto_measure.py"
+
+
+@pytest.fixture(scope="module")
+def auto_measure():
+    spec = importlib.util.spec_from_file_location("auto_measure", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["auto_measure"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_protocol_test_items_carry_published_hc_and_the_pool_no_annotations(auto_measure, shared_data):
+    test, pool = auto_measure.protocol_items(shared_data, None)
+    protocol = json.loads((shared_data / "benchmark_protocol.json").read_text())
+    assert len(test) == len(protocol["test"]["images"]) == 213 and len(pool) == 219
+    assert not {t["id"] for t in test} & {p["id"] for p in pool}
+    assert all("label" not in item for item in pool)  # the pool's annotations are never read
+    first = test[0]
+    assert Path(first["label"]).is_file() and first["label"].endswith("_Annotation.png")
+    assert 50 < first["hc_mm"] < 400 and 0.05 < first["spacing"] < 0.4
+    assert len(auto_measure.protocol_items(shared_data, 5)[0]) == 5
+
+
+def test_summary_counts_failures_that_the_flag_misses(auto_measure):
+    rows = [
+        {"dice": 0.97, "hd95": 2.0, "hc_error_mm": 1.0, "quality": 0.95, "seconds": 0.2},
+        {"dice": 0.50, "hd95": 40.0, "hc_error_mm": 30.0, "quality": 0.60, "seconds": 0.2},  # failure, flagged
+        {"dice": 0.85, "hd95": 9.0, "hc_error_mm": 8.0, "quality": 0.93, "seconds": 0.2},  # failure, missed
+        {"dice": 0.95, "hd95": 3.0, "hc_error_mm": 2.0, "quality": 0.80, "seconds": 0.2},  # flagged needlessly
+    ]
+    summary = auto_measure.summarise(rows, flag_quality=0.9)
+    assert summary["flagged"] == 2 and summary["unflagged_failures"] == 1
+    assert summary["share_dice_below_090"] == pytest.approx(0.5)
+    assert summary["share_unflagged_failures"] == pytest.approx(0.25)
+    assert summary["dice_flagged"] == pytest.approx(0.725) and summary["dice_unflagged"] == pytest.approx(0.91)
+    assert summary["hc_error_mm_mean"] == pytest.approx(10.25) and summary["dice_min"] == pytest.approx(0.5)

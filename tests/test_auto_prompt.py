@@ -1,0 +1,95 @@
+"""The automatic box prompt on a stand-in network whose decoder returns a known head."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from monai_fetal.engines.auto_prompt import AutoBoxPrompt, ellipse_agreement, ellipse_box
+from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask
+from monai_fetal.transforms.box import box_from_mask
+
+SIZE = 128
+HEAD = Ellipse(cx=60.0, cy=70.0, a=30.0, b=20.0, theta=0.4)
+
+
+def _head_with_leak() -> np.ndarray:
+    """The head mask plus a thin streak to the right edge (a leak that a mask box follows)."""
+    mask = ellipse_to_mask(HEAD, (SIZE, SIZE)).astype(bool)
+    mask[69, 60:] = True
+    return mask
+
+
+class _StandInSam:
+    """Decodes every box to the same mask (logits +-10) with a fixed IoU estimate; no trained locator."""
+
+    def __init__(self, mask: np.ndarray, iou: float = 0.9) -> None:
+        self.logits = torch.as_tensor(np.where(mask, 10.0, -10.0), dtype=torch.float32)
+        self.iou = iou
+        self.locator = torch.nn.Module()
+        self.locator.trained = torch.tensor(False)
+        self.boxes: list[torch.Tensor] = []
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(images.shape[0], 8, 4, 4)
+
+    def decode(self, embeddings, boxes=None, multimask=False, return_iou=False):
+        self.boxes.append(boxes.clone())
+        k = 3 if multimask else 1
+        logits = self.logits.expand(embeddings.shape[0], k, SIZE, SIZE)
+        ious = torch.full((embeddings.shape[0], k), self.iou)
+        return (logits, ious) if return_iou else logits
+
+
+def _image() -> torch.Tensor:
+    image = torch.zeros(1, 3, SIZE, SIZE)
+    image[..., 10:120, 5:125] = 0.5  # the field of view
+    return image
+
+
+def test_ellipse_box_is_the_box_of_the_rasterised_ellipse():
+    box = ellipse_box(HEAD)
+    expected = box_from_mask(ellipse_to_mask(HEAD, (SIZE, SIZE)))
+    assert torch.allclose(box, expected, atol=1.0)
+    upright = ellipse_box(Ellipse(50.0, 40.0, 30.0, 10.0, math.pi / 2))
+    assert torch.allclose(upright, torch.tensor([40.0, 10.0, 60.0, 70.0]), atol=1e-4)
+
+
+def test_ellipse_agreement_is_high_for_an_ellipse_and_low_for_a_leak():
+    assert ellipse_agreement(ellipse_to_mask(HEAD, (SIZE, SIZE))) > 0.98
+    square = np.zeros((SIZE, SIZE), bool)
+    square[10:100, 10:30] = True
+    square[80:100, 10:110] = True  # an L shape
+    assert ellipse_agreement(square) < 0.8
+    assert ellipse_agreement(np.zeros((SIZE, SIZE), bool)) == 0.0
+
+
+@pytest.mark.parametrize("ellipse_boxes", [True, False])
+def test_refinement_box_follows_the_ellipse_not_the_leak(ellipse_boxes):
+    network = _StandInSam(_head_with_leak())
+    prompt = AutoBoxPrompt(refinements=1, margin=0.0, ellipse_boxes=ellipse_boxes)
+    boxes, quality = prompt.prompt(network, _image())
+    x1 = float(boxes[0, 2])
+    head_x1 = float(ellipse_box(HEAD)[2])
+    if ellipse_boxes:
+        assert x1 - head_x1 < 0.25 * (SIZE - 1 - head_x1)  # the moment ellipse of head + streak: near the head's edge
+    else:
+        assert x1 == SIZE - 1  # the mask's box runs to the streak's end
+    assert quality.shape == (1,) and 0.0 < float(quality[0]) <= 0.9
+
+
+def test_quality_is_the_iou_estimate_times_the_ellipse_agreement():
+    head = ellipse_to_mask(HEAD, (SIZE, SIZE)).astype(bool)
+    network = _StandInSam(head, iou=0.8)
+    boxes, quality = AutoBoxPrompt(refinements=0).prompt(network, _image())
+    assert float(quality[0]) == pytest.approx(0.8 * ellipse_agreement(head), abs=1e-6)
+    assert torch.equal(AutoBoxPrompt(refinements=0)(network, _image()), boxes)  # __call__: the same boxes, no quality decode
+
+
+@pytest.mark.parametrize("kwargs", [{"refinements": -1}, {"locator_level": 1.0}, {"locator_level": -0.1}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        AutoBoxPrompt(**kwargs)
