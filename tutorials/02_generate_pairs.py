@@ -55,7 +55,7 @@ print("real cohort:", real, "-", json.loads((real / "datalist.json").read_text()
 # extra input channel), `preset` (`cpu` or `gpu`), `max_epochs`, `epoch_length` (iterations per
 # epoch). The folder receives `model.pt` (EMA weights), `generator.json` (the network's settings),
 # `shape_prior.json` and sample grids in `samples/` — open them to watch the images sharpen.
-# Same as `monai-fetal train-generator --data REAL --out GENERATOR --epochs N`.
+# Same as `monai-fetal train-generator --mode concat --data REAL --out GENERATOR --epochs N`.
 
 # %%
 generator = args.out / "generator"

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from monai_fetal.bundles import LATENT_CONDITIONING_CONFIGS, run_bundle
+from monai_fetal.bundles import run_bundle
 
 __all__ = ["PROMPTS", "GeneratorOptions", "SamOptions", "evaluate_sam", "finetune_sam", "synthesize", "train_generator"]
 
@@ -16,7 +16,7 @@ PROMPTS = ("gt_box", "auto")
 
 @dataclass(frozen=True)
 class GeneratorOptions:
-    """Generator conditioning (``cpu`` preset, from the shipped prior) and sampling sizes."""
+    """Diffusion generator training (``cpu`` preset) and sampling sizes."""
 
     epochs: int = 3
     iterations: int = 50
@@ -34,13 +34,10 @@ class SamOptions:
 
 
 def train_generator(cohort: Path, out: Path, options: GeneratorOptions, seed: int) -> str:
-    """Condition the shipped in-domain prior on the pairs of ``cohort`` into ``out``; return ``out/unet.pt``.
-
-    This is ``monai-fetal train-generator --mode latent`` (its default) with the study's step counts.
-    """
+    """Train the pixel-space mask-conditioned generator on ``cohort`` into ``out``; return ``out/model.pt``."""
     run_bundle(
         "fetal_us_diffusion",
-        LATENT_CONDITIONING_CONFIGS,
+        "train.json",
         {
             "dataset_dir": str(cohort),
             "output_dir": str(out),
@@ -51,7 +48,7 @@ def train_generator(cohort: Path, out: Path, options: GeneratorOptions, seed: in
             "seed": seed,
         },
     )
-    return str(out / "unet.pt")
+    return str(out / "model.pt")
 
 
 def synthesize(generator: Path, out: Path, count: int, options: GeneratorOptions, seed: int) -> str:
