@@ -23,7 +23,7 @@ import numpy as np
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.data.cohort import find_cases
 from monai_fetal.data.io import read_image
-from monai_fetal.engines.segment import segment_images
+from monai_fetal.jobs import segment_images
 from monai_fetal.shape.outline import fill_head_annotation
 
 FAILURE_DICE = 0.90

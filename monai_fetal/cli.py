@@ -83,7 +83,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _segment(args: argparse.Namespace) -> None:
-    from monai_fetal.engines.segment import read_boxes_csv, segment_images
+    from monai_fetal.engines.segment import read_boxes_csv
+    from monai_fetal.jobs import segment_images
 
     measurements = segment_images(
         args.images,

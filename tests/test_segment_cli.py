@@ -18,7 +18,7 @@ from monai.bundle import ConfigParser
 from monai_fetal.bundles import bundle_dir
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image, write_png
-from monai_fetal.engines.segment import segment_images
+from monai_fetal.jobs import segment_images
 from monai_fetal.errors import InputDataError
 from monai_fetal.shape.measure import COLUMNS
 

@@ -3,7 +3,7 @@
 :func:`plan_segmentation` turns what the user named (files, folders, cohort or HC18 folders; boxes; a pixel
 size) into datalist items, checking every input before any work; :class:`MeasurementWriter` is the
 inference config's handler that measures each mask and writes it, its review overlay, ``measurements.csv``
-and the ``segment.json`` manifest; :func:`segment_images` is the typed entry point the CLI calls.
+and the ``segment.json`` manifest; :func:`monai_fetal.jobs.segment_images` is the typed entry point the CLI calls.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.shape.ellipse import Ellipse
 from monai_fetal.shape.measure import COLUMNS, FLAG_BELOW, HeadMeasurement, measure_head
 
-__all__ = ["MEASUREMENTS_NAME", "MANIFEST_NAME", "MeasurementWriter", "plan_segmentation", "read_boxes_csv", "segment_images"]
+__all__ = ["MEASUREMENTS_NAME", "MANIFEST_NAME", "MeasurementWriter", "plan_segmentation", "read_boxes_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -324,42 +324,3 @@ class MeasurementWriter:
             {**self.extra, "flag_below": self.flag_below, "n": len(self.manifest), "flagged": flagged, "images": self.manifest},
         )
         logger.info("%d images measured, %d flagged for review", len(self.manifest), flagged)
-
-
-def segment_images(
-    images: Sequence[str | Path],
-    out: str | Path,
-    checkpoint: str | Path | None = None,
-    model_name: str = "lite_medsam",
-    boxes: Mapping[str, Sequence[float]] | None = None,
-    spacing: float | None = None,
-    overlay: bool = False,
-    overwrite: bool = False,
-    precision: str | None = None,
-) -> Path:
-    """Segment and measure ``images`` (files, folders, cohort or HC18 folders) into ``out``; the path of ``measurements.csv``.
-
-    Runs the ``fetal_head_sam`` bundle's ``inference.json``: the same reading, inferer and postprocessing as
-    ``evaluate.json``. See :func:`plan_segmentation` for ``boxes`` and ``spacing``.
-
-    Raises:
-        InputDataError: bad input (named, with the fix) before any output is written, or outputs that exist
-            without ``overwrite``.
-    """
-    from monai_fetal.bundles import run_bundle
-
-    overrides: dict[str, object] = {
-        "images": [str(p) for p in images],
-        "boxes": dict(boxes or {}),
-        "spacing": spacing,
-        "output_dir": str(out),
-        "model_name": model_name,
-        "overlay": overlay,
-        "overwrite": overwrite,
-    }
-    if checkpoint:
-        overrides["checkpoint"] = str(checkpoint)
-    if precision:
-        overrides["precision"] = precision
-    run_bundle("fetal_head_sam", "inference.json", overrides)
-    return Path(out) / MEASUREMENTS_NAME
