@@ -62,3 +62,14 @@ def hc18_cohort(hc18_subset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("cohorts") / "hc18_subset"
     prepare_cohort(hc18_subset, out, progress=False)
     return out
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the test (small networks run faster so on a shared machine), then as it was."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
