@@ -256,14 +256,13 @@ class LatentSampleGrid:
     ) -> None:
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ConfigError("sample_interval", interval, "an integer >= 1 (epochs between sample grids)")
-        self.autoencoder = autoencoder
         self.unet = unet
-        self.settings = settings
+        self.generator = LatentGenerator(autoencoder, unet, settings)
+        self.inferer = latent_inferer(settings, "ddim", steps)
         self.output_dir = Path(output_dir)
         self.masks = None if masks is None else torch.stack([torch.as_tensor(np.asarray(m, np.float32))[None] for m in masks])
         self.count = count if masks is None else len(masks)
         self.interval = interval
-        self.steps = steps
         self.seed = seed
 
     def attach(self, engine: Engine) -> None:
@@ -272,11 +271,12 @@ class LatentSampleGrid:
 
     def __call__(self, engine: Engine) -> Path:
         path = self.output_dir / f"epoch_{engine.state.epoch:04d}.png"
+        if path.is_file():
+            return path
         was_training = self.unet.training
         self.unet.eval()
         seeds = [self.seed + k for k in range(self.count)]
-        generator = LatentGenerator(self.autoencoder, self.unet, self.settings)
-        images = sample_latent_images(generator, latent_inferer(self.settings, "ddim", self.steps), seeds, self.masks)
+        images = sample_latent_images(self.generator, self.inferer, seeds, self.masks)
         self.unet.train(was_training)
         masks = self.masks[:, 0].numpy() if self.masks is not None else np.zeros((self.count, *images.shape[2:]), np.uint8)
         save_pair_grid(list(images[:, 0].cpu().numpy()), list(masks), path, titles=[f"seed {s}" for s in seeds], columns=4)
