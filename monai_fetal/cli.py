@@ -7,11 +7,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from monai_fetal.errors import ConfigError, user_error_in
+from monai_fetal.config_checks import CHOICES
+from monai_fetal.errors import user_error_in
 
 __all__ = ["build_parser", "main"]
 
-GENERATOR_MODES = ("latent", "concat", "controlnet", "joint")
+_CONFIG_DEFAULT = "(default: the bundle config's; docs/bundles.md)"
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -44,42 +45,39 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    from monai_fetal.bundles import run_bundle
+    from monai_fetal.jobs import finetune_sam
 
-    overrides = {
-        "dataset_dir": args.data,
-        "output_dir": args.out,
-        "shots": args.shots,
-        "seed": args.seed,
-        "val_images": args.val,
-        "max_epochs": args.epochs,
-        "model_name": args.model,
-        "pretrained_checkpoint": args.sam_checkpoint,
-        "trainable": args.trainable,
-        "augmentation": args.augmentation,
-        "synthetic_dir": args.synthetic or "",
-        "synthetic_ratio": args.synthetic_ratio,
-    }
-    run_bundle("fetal_head_sam", "train.json", overrides)
-    print(f"fine-tuned model: {args.out}/model.pt")
+    model = finetune_sam(
+        args.data,
+        args.out,
+        shots=args.shots,
+        seed=args.seed,
+        val_images=args.val,
+        epochs=args.epochs,
+        model_name=args.model,
+        sam_checkpoint=args.sam_checkpoint,
+        trainable=args.trainable,
+        augmentation=args.augmentation,
+        synthetic_dir=args.synthetic,
+        synthetic_ratio=args.synthetic_ratio,
+    )
+    print(f"fine-tuned model: {model}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from monai_fetal.bundles import run_bundle
+    from monai_fetal.jobs import evaluate_sam
 
-    overrides = {
-        "dataset_dir": args.data,
-        "output_dir": args.out,
-        "checkpoint": args.checkpoint,
-        "model_name": args.model,
-        "prompt": args.prompt,
-        "split_file": args.split,
-        "split_key": args.split_key,
-    }
-    if args.precision:
-        overrides["precision"] = args.precision
-    run_bundle("fetal_head_sam", "evaluate.json", overrides)
-    print(f"metrics written: {args.out}/metrics.json and {args.out}/per_image.csv")
+    metrics = evaluate_sam(
+        args.data,
+        args.out,
+        checkpoint=args.checkpoint,
+        prompt=args.prompt,
+        model_name=args.model,
+        split_file=args.split,
+        split_key=args.split_key,
+        precision=args.precision,
+    )
+    print(f"metrics written: {metrics} and {metrics.parent}/per_image.csv")
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -101,41 +99,29 @@ def _segment(args: argparse.Namespace) -> None:
 
 
 def _train_generator(args: argparse.Namespace) -> None:
-    from monai_fetal.bundles import LATENT_CONDITIONING_CONFIGS, run_bundle
+    from monai_fetal.jobs import train_generator
 
-    overrides = {"dataset_dir": args.data, "output_dir": args.out, "preset": args.preset}
-    if args.epochs is not None:
-        overrides["max_epochs"] = args.epochs
-    if args.mode == "latent":
-        if args.prior is not None:
-            overrides["prior_dir"] = args.prior
-        run_bundle("fetal_us_diffusion", LATENT_CONDITIONING_CONFIGS, overrides)
-        print(f"generator written: {args.out}/unet.pt (from the prior; sample grids in {args.out}/samples)")
-        return
-    if args.prior is not None:
-        raise ConfigError("--prior", args.prior, "used with --mode latent only")
-    run_bundle("fetal_us_diffusion", "train.json", {**overrides, "mode": args.mode})
-    print(f"generator written: {args.out}/model.pt (sample grids in {args.out}/samples)")
+    weights = train_generator(args.data, args.out, mode=args.mode, prior=args.prior, preset=args.preset, epochs=args.epochs)
+    print(f"generator written: {weights} (sample grids in {weights.parent}/samples)")
 
 
 def _synthesize(args: argparse.Namespace) -> None:
-    from monai_fetal.bundles import run_bundle
+    from monai_fetal.jobs import synthesize_pairs
 
-    overrides = {
-        "generator_dir": args.generator,
-        "output_dir": args.out,
-        "num_samples": args.n,
-        "sampler": args.sampler,
-        "steps": args.steps,
-        "guidance": args.guidance,
-        "seed": args.seed,
-        "output_size": args.size,
-        "mask_dir": args.masks,
-        "mask_affine": args.affine,
-        "batch_size": args.batch_size,
-    }
-    run_bundle("fetal_us_diffusion", "inference.json", overrides)
-    print(f"synthetic cohort written: {args.out}/datalist.json")
+    datalist = synthesize_pairs(
+        args.generator,
+        args.out,
+        args.n,
+        steps=args.steps,
+        sampler=args.sampler,
+        guidance=args.guidance,
+        seed=args.seed,
+        size=args.size,
+        masks=args.masks,
+        mask_affine=args.affine,
+        batch_size=args.batch_size,
+    )
+    print(f"synthetic cohort written: {datalist}")
 
 
 def _synth_report(args: argparse.Namespace) -> None:
@@ -151,7 +137,7 @@ def _synth_report(args: argparse.Namespace) -> None:
         for folder in args.train or []
         for item in unlabelled_items(folder, args.train_protocol if protocol_folder(args.train_protocol) == Path(folder).name else None)
     ]
-    network = build_prompted_sam(args.model)
+    network = build_prompted_sam(args.model or "lite_medsam")
     report = synth_report(network, args.real, args.synthetic, args.out, max_real=args.max_real, seed=args.seed, training_images=training)
     consistency = report["synthetic"]["pair_consistency"]
     print(
@@ -209,13 +195,13 @@ def _positive_float(text: str) -> float:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="lite_medsam", help="SAM builder: lite_medsam (default), vit_b, vit_l, vit_h")
+    p.add_argument("--model", choices=CHOICES["model_name"], help="SAM builder (default lite_medsam; vit_b/l/h need --sam-checkpoint)")
 
 
 def _add_precision(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "ov-fp32", "ov-bf16", "ov-int8"],
+        choices=CHOICES["precision"],
         help="image-encoder path (default: the fastest one that keeps fp32's Dice on this machine; see benchmarks/README.md)",
     )
 
@@ -224,13 +210,13 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune SAM on k real images (and synthetic pairs) of a cohort")
     p.add_argument("--data", required=True, help="cohort folder or HC18 folder")
     p.add_argument("--synthetic", help="cohort folder of synthetic pairs to mix in")
-    p.add_argument("--synthetic-ratio", type=float, default=1.0, help="synthetic images per real one (-1: all)")
-    p.add_argument("--shots", type=int, default=5, help="real training images (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and training (default 0)")
-    p.add_argument("--val", type=int, default=5, help="validation images (default 5)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
-    p.add_argument("--trainable", default="decoder", help="decoder (default), decoder+prompt or full")
-    p.add_argument("--augmentation", default="weak", help="none, weak (default) or strong")
+    p.add_argument("--synthetic-ratio", type=float, help=f"synthetic images per real one, -1: all {_CONFIG_DEFAULT}")
+    p.add_argument("--shots", type=int, help=f"real training images {_CONFIG_DEFAULT}")
+    p.add_argument("--seed", type=int, help=f"seed of the split and training {_CONFIG_DEFAULT}")
+    p.add_argument("--val", type=int, help=f"validation images {_CONFIG_DEFAULT}")
+    p.add_argument("--epochs", type=int, help=f"epochs {_CONFIG_DEFAULT}")
+    p.add_argument("--trainable", choices=CHOICES["trainable"], help=f"parts to train {_CONFIG_DEFAULT}")
+    p.add_argument("--augmentation", choices=CHOICES["augmentation"], help=f"augmentation of the real images {_CONFIG_DEFAULT}")
     p.add_argument("--sam-checkpoint", help="SAM checkpoint to start from (required for vit_b/l/h)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, model.pt, split.json")
     _add_model_options(p)
@@ -241,9 +227,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="Dice, HD95, ASD and head-circumference error of a SAM model on a cohort")
     p.add_argument("--data", required=True, help="cohort folder or HC18 folder")
     p.add_argument("--checkpoint", help="fine-tuned model.pt (default: the pretrained model)")
-    p.add_argument("--prompt", default="gt_box", help="gt_box (default) or auto")
+    p.add_argument("--prompt", choices=CHOICES["prompt"], help=f"gt_box: the box of the reference mask; auto: no box {_CONFIG_DEFAULT}")
     p.add_argument("--split", help="split file from finetune or split (default: every image of the cohort)")
-    p.add_argument("--split-key", default="test", help="which part of the split (default test)")
+    p.add_argument("--split-key", help=f"which part of the split {_CONFIG_DEFAULT}")
     _add_precision(p)
     p.add_argument("--out", required=True, help="folder for metrics.json and per_image.csv")
     _add_model_options(p)
@@ -274,12 +260,12 @@ def _add_train_generator(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--mode",
         default="latent",
-        choices=GENERATOR_MODES,
+        choices=CHOICES["generator_mode"],
         help="latent (default: few-shot mask conditioning of the shipped in-domain prior, 256 x 384), "
         "or a pixel-space generator trained from scratch: concat, controlnet or joint",
     )
     p.add_argument("--prior", help="latent mode: prior folder to start from (default: the bundle's shipped models/prior)")
-    p.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="cpu (default) or gpu (larger batches; pixel modes: 256 x 384)")
+    p.add_argument("--preset", choices=CHOICES["preset"], help=f"cpu or gpu: larger batches; pixel modes 256 x 384 {_CONFIG_DEFAULT}")
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     p.add_argument("--out", required=True, help="generator folder: checkpoints, unet.pt (latent) or model.pt, samples/; rerun to resume")
     p.set_defaults(func=_train_generator)
@@ -290,14 +276,14 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", required=True, help="generator folder from train-generator, or a checkpoint in it")
     p.add_argument("--n", type=int, required=True, help="number of pairs (a rerun completes the set)")
     p.add_argument("--out", required=True, help="cohort folder to write (images/, masks/, datalist.json)")
-    p.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
-    p.add_argument("--sampler", default="ddim", help="ddim (default) or ddpm")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale, concat mode (default 1: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the set (default 0)")
+    p.add_argument("--steps", type=int, help=f"sampling steps {_CONFIG_DEFAULT}")
+    p.add_argument("--sampler", choices=CHOICES["sampler"], help=f"sampler {_CONFIG_DEFAULT}")
+    p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale, 1: none {_CONFIG_DEFAULT}")
+    p.add_argument("--seed", type=int, help=f"seed of the set {_CONFIG_DEFAULT}")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output rows and columns (default: the real images')")
     p.add_argument("--masks", help="folder of masks to condition on (default: new masks from the shape prior)")
     p.add_argument("--affine", action="store_true", help="move each --masks mask by a random affine (new heads from real ones)")
-    p.add_argument("--batch-size", type=int, default=8, help="pairs sampled at once (default 8)")
+    p.add_argument("--batch-size", type=int, help=f"pairs sampled at once {_CONFIG_DEFAULT}")
     p.set_defaults(func=_synthesize)
 
 

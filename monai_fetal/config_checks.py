@@ -11,7 +11,19 @@ from pathlib import Path
 
 from monai_fetal.errors import ConfigError
 
-__all__ = ["check_choice", "check_command_line_ids", "check_positive"]
+__all__ = ["CHOICES", "check_choice", "check_command_line_ids", "check_option", "check_positive"]
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model_name": ("lite_medsam", "vit_b", "vit_l", "vit_h"),
+    "trainable": ("decoder", "decoder+prompt", "full"),
+    "augmentation": ("none", "weak", "strong"),
+    "prompt": ("gt_box", "auto"),
+    "precision": ("fp32", "bf16", "ov-fp32", "ov-bf16", "ov-int8"),
+    "generator_mode": ("latent", "concat", "controlnet", "joint"),
+    "preset": ("cpu", "gpu"),
+    "sampler": ("ddim", "ddpm"),
+}
+"""The one registry of allowed option values: bundle configs check with :func:`check_option`, the CLI offers them as ``choices``."""
 
 # options of ``python -m monai.bundle run`` itself, not config ids
 _RUN_OPTIONS = ("config_file", "meta_file", "logging_file", "args_file", "run_id", "init_id", "final_id", "tracking", "workflow_type")
@@ -22,6 +34,11 @@ def check_choice(key: str, value: object, choices: Sequence[object]) -> object:
     if value not in choices:
         raise ConfigError(key, value, "one of " + ", ".join(repr(c) for c in choices))
     return value
+
+
+def check_option(key: str, value: object) -> object:
+    """Return ``value`` if it is one of ``CHOICES[key]``, else raise :class:`ConfigError` naming ``key`` and the choices."""
+    return check_choice(key, value, CHOICES[key])
 
 
 def check_positive(key: str, value: object, allow_zero: bool = False) -> object:

@@ -1,21 +1,108 @@
-"""Typed entry points of bundle workflows that the CLI, the study and the tutorials call (above the bundles layer)."""
+"""Typed entry points of the bundle workflows: the only callers of :func:`~monai_fetal.bundles.run_bundle`.
+
+The CLI, the study, the benchmarks and the tutorials call these. An argument left at ``None`` keeps the
+bundle config's own default, so each default lives in one place: the config.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai_fetal.bundles import run_bundle
+from monai_fetal.bundles import LATENT_CONDITIONING_CONFIGS, run_bundle
 from monai_fetal.engines.segment import MEASUREMENTS_NAME
+from monai_fetal.errors import ConfigError
 
-__all__ = ["segment_images"]
+__all__ = ["GENERATOR_MODES", "evaluate_sam", "finetune_sam", "segment_images", "synthesize_pairs", "train_generator"]
+
+GENERATOR_MODES = ("latent", "concat", "controlnet", "joint")
+"""Generator kinds: ``latent`` (few-shot conditioning of the shipped prior, the default) and the pixel-space modes."""
+
+
+def _given(overrides: Mapping[str, object]) -> dict[str, object]:
+    """The overrides that were given (``None``: keep the config's default); paths become strings."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in overrides.items() if value is not None}
+
+
+def finetune_sam(
+    data: str | Path,
+    out: str | Path,
+    shots: int | None = None,
+    seed: int | None = None,
+    val_images: int | None = None,
+    epochs: int | None = None,
+    model_name: str | None = None,
+    sam_checkpoint: str | Path | None = None,
+    trainable: str | None = None,
+    augmentation: str | None = None,
+    augmentation_variants: int | None = None,
+    synthetic_dir: str | Path | None = None,
+    synthetic_ratio: float | None = None,
+    split_file: str | Path | None = None,
+    embedding_cache_dir: str | Path | None = None,
+) -> Path:
+    """Fine-tune SAM (``fetal_head_sam/configs/train.json``) on ``shots`` real images of ``data``; the path of ``out/model.pt``.
+
+    ``data`` is a cohort or HC18 folder; ``synthetic_dir`` a cohort of pairs mixed in at ``synthetic_ratio``
+    per real image (-1: all); ``split_file`` a split to use instead of drawing one; ``sam_checkpoint`` the
+    SAM weights to start from (required for ``vit_b``/``vit_l``/``vit_h``).
+    """
+    overrides = {
+        "dataset_dir": data,
+        "output_dir": out,
+        "shots": shots,
+        "seed": seed,
+        "val_images": val_images,
+        "max_epochs": epochs,
+        "model_name": model_name,
+        "pretrained_checkpoint": sam_checkpoint,
+        "trainable": trainable,
+        "augmentation": augmentation,
+        "augmentation_variants": augmentation_variants,
+        "synthetic_dir": synthetic_dir,
+        "synthetic_ratio": synthetic_ratio,
+        "split_file": split_file,
+        "embedding_cache_dir": embedding_cache_dir,
+    }
+    run_bundle("fetal_head_sam", "train.json", _given(overrides))
+    return Path(out) / "model.pt"
+
+
+def evaluate_sam(
+    data: str | Path,
+    out: str | Path,
+    checkpoint: str | Path | None = None,
+    prompt: str | None = None,
+    model_name: str | None = None,
+    split_file: str | Path | None = None,
+    split_key: str | None = None,
+    precision: str | None = None,
+    embedding_cache_dir: str | Path | None = None,
+) -> Path:
+    """Score a SAM model (``evaluate.json``) on ``data`` (the ``split_key`` part of ``split_file`` when given); the path of ``out/metrics.json``.
+
+    ``prompt`` is ``gt_box`` (the config's default) or ``auto`` (no box); ``checkpoint`` ``None`` scores the pretrained model.
+    """
+    overrides = {
+        "dataset_dir": data,
+        "output_dir": out,
+        "checkpoint": checkpoint,
+        "prompt": prompt,
+        "model_name": model_name,
+        "split_file": split_file,
+        "split_key": split_key,
+        "precision": precision,
+        "embedding_cache_dir": embedding_cache_dir,
+    }
+    run_bundle("fetal_head_sam", "evaluate.json", _given(overrides))
+    return Path(out) / "metrics.json"
 
 
 def segment_images(
     images: Sequence[str | Path],
     out: str | Path,
     checkpoint: str | Path | None = None,
-    model_name: str = "lite_medsam",
+    model_name: str | None = None,
     boxes: Mapping[str, Sequence[float]] | None = None,
     spacing: float | None = None,
     overlay: bool = False,
@@ -25,24 +112,97 @@ def segment_images(
     """Segment and measure ``images`` (files, folders, cohort or HC18 folders) into ``out``; the path of ``measurements.csv``.
 
     Runs the ``fetal_head_sam`` bundle's ``inference.json``: the same reading, inferer and postprocessing as
-    ``evaluate.json``. See :func:`plan_segmentation` for ``boxes`` and ``spacing``.
+    ``evaluate.json``. See :func:`~monai_fetal.engines.segment.plan_segmentation` for ``boxes`` and ``spacing``.
 
     Raises:
         InputDataError: bad input (named, with the fix) before any output is written, or outputs that exist
             without ``overwrite``.
     """
-    overrides: dict[str, object] = {
+    overrides = {
         "images": [str(p) for p in images],
         "boxes": dict(boxes or {}),
         "spacing": spacing,
-        "output_dir": str(out),
+        "output_dir": out,
         "model_name": model_name,
         "overlay": overlay,
         "overwrite": overwrite,
+        "checkpoint": checkpoint,
+        "precision": precision,
     }
-    if checkpoint:
-        overrides["checkpoint"] = str(checkpoint)
-    if precision:
-        overrides["precision"] = precision
-    run_bundle("fetal_head_sam", "inference.json", overrides)
+    run_bundle("fetal_head_sam", "inference.json", _given(overrides))
     return Path(out) / MEASUREMENTS_NAME
+
+
+def train_generator(
+    data: str | Path,
+    out: str | Path,
+    mode: str = "latent",
+    prior: str | Path | None = None,
+    preset: str | None = None,
+    epochs: int | None = None,
+    epoch_length: int | None = None,
+    sample_steps: int | None = None,
+    seed: int | None = None,
+) -> Path:
+    """Train the mask-conditioned generator on the labelled pairs of ``data`` into ``out`` (resumable); its weights' path.
+
+    ``latent`` (the default) conditions the shipped in-domain prior (or ``prior``, a folder from
+    ``train_prior.json``) on the masks and writes ``out/unet.pt``; ``concat``, ``controlnet`` and ``joint``
+    train a pixel-space generator (``train.json``) and write ``out/model.pt``.
+
+    Raises:
+        ConfigError: an unknown ``mode``, or ``prior`` with a pixel-space mode.
+    """
+    if mode not in GENERATOR_MODES:
+        raise ConfigError("mode", mode, "one of " + ", ".join(GENERATOR_MODES))
+    overrides = {
+        "dataset_dir": data,
+        "output_dir": out,
+        "preset": preset,
+        "max_epochs": epochs,
+        "epoch_length": epoch_length,
+        "sample_steps": sample_steps,
+        "seed": seed,
+    }
+    if mode == "latent":
+        run_bundle("fetal_us_diffusion", LATENT_CONDITIONING_CONFIGS, _given({**overrides, "prior_dir": prior}))
+        return Path(out) / "unet.pt"
+    if prior is not None:
+        raise ConfigError("prior", prior, "used with mode 'latent' only")
+    run_bundle("fetal_us_diffusion", "train.json", _given({**overrides, "mode": mode}))
+    return Path(out) / "model.pt"
+
+
+def synthesize_pairs(
+    generator: str | Path,
+    out: str | Path,
+    count: int,
+    steps: int | None = None,
+    sampler: str | None = None,
+    guidance: float | None = None,
+    seed: int | None = None,
+    size: Sequence[int] | None = None,
+    masks: str | Path | None = None,
+    mask_affine: bool | None = None,
+    batch_size: int | None = None,
+) -> Path:
+    """Sample ``count`` image-mask pairs with the generator folder ``generator`` into the cohort folder ``out``; its datalist's path.
+
+    Masks come from the shape prior, or from ``masks`` (moved by a random affine with ``mask_affine``);
+    ``size`` is the output's rows and columns (default: the real images'). A rerun completes the set.
+    """
+    overrides = {
+        "generator_dir": generator,
+        "output_dir": out,
+        "num_samples": count,
+        "steps": steps,
+        "sampler": sampler,
+        "guidance": guidance,
+        "seed": seed,
+        "output_size": list(size) if size is not None else None,
+        "mask_dir": masks,
+        "mask_affine": mask_affine,
+        "batch_size": batch_size,
+    }
+    run_bundle("fetal_us_diffusion", "inference.json", _given(overrides))
+    return Path(out) / "datalist.json"

@@ -10,8 +10,8 @@
 # 3. draws the masks over the images.
 #
 # A *bundle* is MONAI's packaging of a model: a folder of JSON configs that say how to load the
-# network, pre-process images, run and post-process. You never edit JSON here: `run_bundle` runs a
-# config and lets you override its settings (its *ids*) from Python.
+# network, pre-process images, run and post-process. You never edit JSON here: `segment_images` runs
+# the bundle's `inference.json`, and its arguments override the config's settings (its *ids*).
 #
 # Run it top to bottom: `python tutorials/01_segment_and_measure.py [--quick] [--out DIR]`. It uses the
 # HC18 images in `../shared/data/hc18_subset` when they are there, else a procedural phantom.
@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HC18_SUBSET, hc18_available, tutorial_options
 
-from monai_fetal.bundles import run_bundle
+from monai_fetal.jobs import segment_images
 from monai_fetal.data.io import read_image
 from monai_fetal.shape.biometry import biometry_from_mask
 from monai_fetal.visualize import save_pair_grid
@@ -67,7 +67,7 @@ print("images:", [p.name for p in images])
 
 # %%
 auto_dir = args.out / "masks_auto"
-run_bundle("fetal_head_sam", "inference.json", {"images": [str(p.resolve()) for p in images], "output_dir": str(auto_dir)})
+segment_images(images, auto_dir)
 with (auto_dir / "measurements.csv").open() as handle:
     flagged = [Path(row["image"]).name for row in csv.DictReader(handle) if row["flagged"] == "1"]
 print("flagged for review (automatic prompt):", flagged or "none")
@@ -100,15 +100,7 @@ def head_box(image_path: Path) -> list[float]:
 
 
 box_dir = args.out / "masks_box"
-run_bundle(
-    "fetal_head_sam",
-    "inference.json",
-    {
-        "images": [str(p.resolve()) for p in images],
-        "boxes": {p.name: head_box(p) for p in images},
-        "output_dir": str(box_dir),
-    },
-)
+segment_images(images, box_dir, boxes={p.name: head_box(p) for p in images})
 
 # %% [markdown]
 # ## Measure

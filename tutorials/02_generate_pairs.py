@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HC18_SUBSET, hc18_available, tutorial_options
 
-from monai_fetal.bundles import run_bundle
+from monai_fetal.jobs import synthesize_pairs, train_generator
 from monai_fetal.data.phantom import make_phantom_cohort
 from monai_fetal.data.prepare import prepare_cohort
 from monai_fetal.metrics.synth_report import synth_report
@@ -59,17 +59,8 @@ print("real cohort:", real, "-", json.loads((real / "datalist.json").read_text()
 
 # %%
 generator = args.out / "generator"
-run_bundle(
-    "fetal_us_diffusion",
-    "train.json",
-    {
-        "dataset_dir": str(real),
-        "output_dir": str(generator),
-        "preset": "cpu",
-        "max_epochs": sizes["epochs"],
-        "epoch_length": sizes["iterations"],
-        "sample_steps": sizes["steps"],
-    },
+train_generator(
+    real, generator, mode="concat", preset="cpu", epochs=sizes["epochs"], epoch_length=sizes["iterations"], sample_steps=sizes["steps"]
 )
 
 # %% [markdown]
@@ -81,11 +72,7 @@ run_bundle(
 
 # %%
 synthetic = args.out / "synthetic"
-run_bundle(
-    "fetal_us_diffusion",
-    "inference.json",
-    {"generator_dir": str(generator), "output_dir": str(synthetic), "num_samples": sizes["pairs"], "steps": sizes["steps"]},
-)
+synthesize_pairs(generator, synthetic, sizes["pairs"], steps=sizes["steps"])
 
 # %% [markdown]
 # ## 4. The quality report

@@ -21,6 +21,7 @@ from monai.inferers import DiffusionInferer
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, Scheduler
 from monai.utils import convert_to_tensor
 
+from monai_fetal.config_checks import CHOICES, check_option
 from monai_fetal.errors import ConfigError
 from monai_fetal.networks.diffusion import CONDITION_FILL, MODES, MaskConditionedDiffusion
 from monai_fetal.shape.ellipse import ellipse_to_mask, fit_ellipse_to_mask
@@ -37,7 +38,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = CHOICES["sampler"]
 _PREPARE_MODES = (*MODES, "unconditional")
 
 
@@ -123,8 +124,7 @@ def make_scheduler(settings: Mapping, sampler: str = "ddim", steps: int = 50) ->
     Raises:
         ConfigError: unknown ``sampler``, or ``steps`` not in 1..num_train_timesteps.
     """
-    if sampler not in SAMPLERS:
-        raise ConfigError("sampler", sampler, "one of " + ", ".join(repr(s) for s in SAMPLERS))
+    check_option("sampler", sampler)
     total = int(settings["scheduler"]["num_train_timesteps"])
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= total:
         raise ConfigError("steps", steps, f"an integer from 1 to {total} (the training steps)")

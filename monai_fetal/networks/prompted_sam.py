@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
 
-from monai_fetal.config_checks import check_choice
+from monai_fetal.config_checks import CHOICES, check_choice
 from monai_fetal.errors import ConfigError
 from monai_fetal.networks.embedding_cache import EmbeddingCache, module_fingerprint
 from monai_fetal.networks.locator import HeadLocator
@@ -28,7 +28,7 @@ TRAINABLE: dict[str, tuple[str, ...]] = {
 }
 LOCATOR_PREFIX = "locator."
 OPENVINO_HINTS = {"ov-fp32": "f32", "ov-bf16": "bf16", "ov-int8": "bf16"}  # int8 encoder: the rest, and the decoder, in bf16
-PRECISIONS = ("fp32", "bf16", *OPENVINO_HINTS)
+PRECISIONS = CHOICES["precision"]
 
 
 def default_precision(device: str | torch.device) -> str:

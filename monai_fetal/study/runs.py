@@ -1,4 +1,4 @@
-"""The bundle runs of the study, each a function of plain arguments: generator, synthesis, SAM fine-tune, evaluation."""
+"""The study's bundle runs with its sizes (generator, synthesis, SAM fine-tune, evaluation), through :mod:`monai_fetal.jobs`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from monai_fetal.bundles import run_bundle
+from monai_fetal import jobs
+from monai_fetal.config_checks import CHOICES
 
 __all__ = ["PROMPTS", "GeneratorOptions", "SamOptions", "evaluate_sam", "finetune_sam", "synthesize", "train_generator"]
 
-PROMPTS = ("gt_box", "auto")
+PROMPTS = CHOICES["prompt"]
 """The prompts every study model is evaluated with: the ground-truth box and none (automatic)."""
 
 
@@ -35,35 +36,22 @@ class SamOptions:
 
 def train_generator(cohort: Path, out: Path, options: GeneratorOptions, seed: int) -> str:
     """Train the pixel-space mask-conditioned generator on ``cohort`` into ``out``; return ``out/model.pt``."""
-    run_bundle(
-        "fetal_us_diffusion",
-        "train.json",
-        {
-            "dataset_dir": str(cohort),
-            "output_dir": str(out),
-            "preset": "cpu",
-            "max_epochs": options.epochs,
-            "epoch_length": options.iterations,
-            "sample_steps": options.sample_steps,
-            "seed": seed,
-        },
+    weights = jobs.train_generator(
+        cohort,
+        out,
+        mode="concat",
+        preset="cpu",
+        epochs=options.epochs,
+        epoch_length=options.iterations,
+        sample_steps=options.sample_steps,
+        seed=seed,
     )
-    return str(out / "model.pt")
+    return str(weights)
 
 
 def synthesize(generator: Path, out: Path, count: int, options: GeneratorOptions, seed: int) -> str:
     """Sample ``count`` image-mask pairs from the generator folder into the cohort folder ``out``."""
-    run_bundle(
-        "fetal_us_diffusion",
-        "inference.json",
-        {
-            "generator_dir": str(generator),
-            "output_dir": str(out),
-            "num_samples": count,
-            "steps": options.synthesis_steps,
-            "seed": seed,
-        },
-    )
+    jobs.synthesize_pairs(generator, out, count, steps=options.synthesis_steps, seed=seed)
     return str(out)
 
 
@@ -84,41 +72,33 @@ def finetune_sam(
     split = json.loads(split_file.read_text())
     shots = len(split["training"])
     use_synthetic = synthetic_dir is not None and synthetic_count > 0
-    run_bundle(
-        "fetal_head_sam",
-        "train.json",
-        {
-            "dataset_dir": str(cohort),
-            "output_dir": str(out),
-            "split_file": str(split_file),
-            "shots": shots,
-            "seed": seed,
-            "val_images": len(split["validation"]),
-            "max_epochs": options.epochs,
-            "augmentation_variants": options.variants,
-            "synthetic_dir": str(synthetic_dir) if use_synthetic else "",
-            "synthetic_ratio": synthetic_count / shots if use_synthetic else 0.0,
-            "embedding_cache_dir": str(cache_dir),
-        },
+    model = jobs.finetune_sam(
+        cohort,
+        out,
+        shots=shots,
+        seed=seed,
+        val_images=len(split["validation"]),
+        epochs=options.epochs,
+        augmentation_variants=options.variants,
+        synthetic_dir=synthetic_dir if use_synthetic else "",
+        synthetic_ratio=synthetic_count / shots if use_synthetic else 0.0,
+        split_file=split_file,
+        embedding_cache_dir=cache_dir,
     )
-    return str(out / "model.pt")
+    return str(model)
 
 
 def evaluate_sam(
     cohort: Path, out: Path, checkpoint: Path | None, prompt: str, cache_dir: Path, split_file: Path | None = None
 ) -> dict:
     """Evaluate a SAM model on ``cohort`` (the split's test part when ``split_file``); return ``metrics.json``."""
-    run_bundle(
-        "fetal_head_sam",
-        "evaluate.json",
-        {
-            "dataset_dir": str(cohort),
-            "output_dir": str(out),
-            "checkpoint": str(checkpoint) if checkpoint else None,
-            "prompt": prompt,
-            "split_file": str(split_file) if split_file else None,
-            "split_key": "test",
-            "embedding_cache_dir": str(cache_dir),
-        },
+    metrics = jobs.evaluate_sam(
+        cohort,
+        out,
+        checkpoint=checkpoint,
+        prompt=prompt,
+        split_file=split_file,
+        split_key="test" if split_file else None,
+        embedding_cache_dir=cache_dir,
     )
-    return json.loads((out / "metrics.json").read_text())
+    return json.loads(metrics.read_text())
