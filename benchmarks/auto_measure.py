@@ -13,10 +13,11 @@ once with no box (the automatic prompt) and once with the ground-truth box (5 % 
 mean / min, HD95 (pixels), mean absolute HC error in mm against the published HC, share of images
 with Dice < 0.90, and the flagged count with the Dice of flagged and unflagged images.
 
-With the unlabelled pool the row is self-trained: the row's k-shot model segments the pool with no
-box; images whose quality passes :data:`PSEUDO_QUALITY` become pseudo-labelled pairs that a second
-fine-tune (from the first model) mixes in as extra pairs (``--pseudo-ratio`` per real image). k = 0
-has no self-trained row (nothing labelled to start from).
+With the unlabelled pool the row is self-trained: ``train.json`` with ``unlabelled_dir`` (the pool,
+read through the protocol) runs :class:`monai_fetal.engines.LocatorSelfTraining` after the supervised
+run: the model segments the pool with no box, masks whose quality passes the flag threshold become
+pseudo-labels, and the head locator is retrained on the real and pseudo-labelled masks (two rounds).
+k = 0 has no self-trained row (nothing labelled to start from).
 
 Rows already in ``--out`` are skipped (resumable); the JSON is rewritten after every row.
 
@@ -40,11 +41,10 @@ import numpy as np
 import torch
 
 from monai_fetal.atomic import write_json_atomic
+from monai_fetal.shape.measure import FLAG_BELOW as FLAG_QUALITY
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DICE_FAIL = 0.90
-PSEUDO_QUALITY = 0.95
-FLAG_QUALITY = 0.90
 
 
 def _hc18_items(folder: Path, names: list[str], with_labels: bool) -> list[dict]:
@@ -63,13 +63,11 @@ def _hc18_items(folder: Path, names: list[str], with_labels: bool) -> list[dict]
     return items
 
 
-def protocol_items(data: Path, test_images: int | None) -> tuple[list[dict], list[dict]]:
-    """Test items (with annotations) and unlabelled-pool items (images only) of the protocol."""
+def protocol_items(data: Path, test_images: int | None) -> list[dict]:
+    """Test items (with annotations) of the protocol."""
     protocol = json.loads((data / "benchmark_protocol.json").read_text())
     test = protocol["test"]["images"][:test_images] if test_images else protocol["test"]["images"]
-    test_items = _hc18_items(data / protocol["test"]["folder"], test, with_labels=True)
-    pool = protocol["unlabelled_pool"]
-    return test_items, _hc18_items(data / pool["folder"], pool["images"], with_labels=False)
+    return _hc18_items(data / protocol["test"]["folder"], test, with_labels=True)
 
 
 def _quiet() -> None:
@@ -77,14 +75,14 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def finetune(run_dir: Path, shots: int, seed: int, data: Path, extra: dict | None = None) -> Path:
+def finetune(run_dir: Path, shots: int, seed: int, data: Path, cache: Path, unlabelled: bool) -> Path:
     """The row's model: the SAM bundle's ``train.json`` with its defaults (skipped when ``model.pt`` and ``done`` exist)."""
-    from monai_fetal.bundles import run_bundle
+    from monai_fetal.jobs import finetune_sam
 
     model, done = run_dir / "model.pt", run_dir / "done"
     if not (model.is_file() and done.is_file()):
-        overrides = {"dataset_dir": str(data / "hc18_subset"), "output_dir": str(run_dir), "shots": shots, "seed": seed}
-        run_bundle("fetal_head_sam", "train.json", {**overrides, **(extra or {})})
+        pool = {"unlabelled": data / "hc18_train", "unlabelled_protocol": data / "benchmark_protocol.json"} if unlabelled else {}
+        finetune_sam(data / "hc18_subset", run_dir, shots=shots, seed=seed, embedding_cache_dir=cache, **pool)
         done.write_text("done\n")
     return model
 
@@ -142,34 +140,6 @@ class Scorer:
         return pred, label, float(quality[0]), seconds
 
 
-def _image_only_transforms(preprocessing, postprocessing, frame_size: int):
-    """Preprocessing and postprocessing for images without a label: the evaluation's, minus the label."""
-    from monai.transforms import Compose, Invertd, LoadImaged
-
-    from monai_fetal.transforms import SamFramed
-
-    pre = Compose([LoadImaged("image", reader="ITKReader", ensure_channel_first=True, image_only=True), SamFramed("image", frame_size=frame_size)])
-    post = [
-        Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False, to_tensor=True) if isinstance(t, Invertd) else t
-        for t in postprocessing.transforms
-    ]
-    return pre, Compose(post)
-
-
-@torch.no_grad()
-def predict_unlabelled(scorer: Scorer, item: dict) -> tuple[np.ndarray, float]:
-    """No-box mask ``(rows, cols)`` at original size and its quality for an image without a label."""
-    from monai.data import decollate_batch, list_data_collate
-
-    pre, post = scorer.unlabelled
-    batch = list_data_collate([pre({"image": item["image"]})])
-    images = batch["image"].to(torch.float32)
-    embeddings = scorer.network.encode(images)
-    boxes, quality = scorer.inferer.auto_prompt.prompt(scorer.network, images, embeddings)
-    batch["pred"] = scorer.network.decode(embeddings, boxes)
-    return np.asarray(post(decollate_batch(batch)[0])["pred"][0]).T > 0, float(quality[0])
-
-
 def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
     """Dice, HD95 (pixels) and HC error in mm against the published HC for one image."""
     from monai.metrics import compute_dice, compute_hausdorff_distance
@@ -218,36 +188,16 @@ def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float) -
     return {"summary": summarise(rows, flag_quality), "per_image": rows}
 
 
-def pseudo_cohort(scorer: Scorer, pool: list[dict], out: Path, min_quality: float) -> tuple[Path, int]:
-    """Write the pool images whose no-box prediction passes ``min_quality`` as a cohort folder of pseudo-labelled pairs."""
-    from monai_fetal.data.cohort import CohortItem, write_cohort_index, write_pair
-    from monai_fetal.data.io import read_image, to_uint8
-
-    if (out / "datalist.json").is_file():
-        return out, len(json.loads((out / "datalist.json").read_text())["training"])
-    kept = []
-    for item in pool:
-        pred, quality = predict_unlabelled(scorer, item)
-        if quality >= min_quality and pred.any():
-            write_pair(out, item["id"], to_uint8(read_image(item["image"])), pred.astype(np.uint8))
-            kept.append(CohortItem(id=item["id"], patient=item["id"].split("_")[0], cohort="pseudo", spacing=item["spacing"]))
-    write_cohort_index(out, kept, "pseudo")
-    return out, len(kept)
-
-
-def run_row(args, shots: int, seed: int, unlabelled: bool, test: list[dict], pool: list[dict]) -> dict:
+def run_row(args, shots: int, seed: int, unlabelled: bool, test: list[dict]) -> dict:
     """Train (when ``shots`` > 0) and score one row."""
     work = Path(args.work)
     name = f"k{shots}_s{seed}" + ("_u" if unlabelled else "")
     cache = work / "embedding_cache"
     started = time.time()
-    checkpoint = None if shots == 0 else finetune(work / f"k{shots}_s{seed}", shots, seed, args.data)
+    checkpoint = None if shots == 0 else finetune(work / name, shots, seed, args.data, cache, unlabelled)
     info = {}
     if unlabelled:
-        cohort, kept = pseudo_cohort(Scorer(checkpoint, cache, work / "eval"), pool, work / f"pseudo_{name}", PSEUDO_QUALITY)
-        extra = {"synthetic_dir": str(cohort), "synthetic_ratio": args.pseudo_ratio, "pretrained_checkpoint": str(checkpoint)}
-        checkpoint = finetune(work / name, shots, seed, args.data, extra)
-        info = {"pseudo_labelled": kept, "pool": len(pool)}
+        info = {"self_training": json.loads((work / name / "self_training.json").read_text())}
     scorer = Scorer(checkpoint, cache, work / "eval")
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": False, **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
@@ -263,14 +213,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--unlabelled", choices=["no", "yes", "both"], default="no")
     parser.add_argument("--test-images", type=int, default=None, help="first N test images (default all 213)")
-    parser.add_argument("--pseudo-ratio", type=float, default=4.0, help="pseudo-labelled pairs per real image")
     parser.add_argument("--flag-quality", type=float, default=FLAG_QUALITY, help="flag images whose quality is below this")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", default="/tmp/auto_measure", help="models, caches and pseudo-labels")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     _quiet()
-    test, pool = protocol_items(args.data, args.test_images)
+    test = protocol_items(args.data, args.test_images)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}
     results.update(
         {
@@ -289,7 +238,7 @@ def main() -> None:
             for unlabelled in choices:
                 if (shots, seed, unlabelled, len(test)) in done or (unlabelled and shots == 0):
                     continue  # done already; or self-training with no labelled image (nothing to fine-tune)
-                row = run_row(args, shots, seed, unlabelled, test, pool)
+                row = run_row(args, shots, seed, unlabelled, test)
                 results["rows"].append(row)
                 write_json_atomic(args.out, results)
                 s, b = row["auto"]["summary"], row["gt_box"]["summary"]

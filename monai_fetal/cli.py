@@ -60,6 +60,8 @@ def _finetune(args: argparse.Namespace) -> None:
         augmentation=args.augmentation,
         synthetic_dir=args.synthetic,
         synthetic_ratio=args.synthetic_ratio,
+        unlabelled=args.unlabelled,
+        unlabelled_protocol=args.unlabelled_protocol,
     )
     print(f"fine-tuned model: {model}")
 
@@ -218,6 +220,11 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trainable", choices=CHOICES["trainable"], help=f"parts to train {_CONFIG_DEFAULT}")
     p.add_argument("--augmentation", choices=CHOICES["augmentation"], help=f"augmentation of the real images {_CONFIG_DEFAULT}")
     p.add_argument("--sam-checkpoint", help="SAM checkpoint to start from (required for vit_b/l/h)")
+    p.add_argument(
+        "--unlabelled",
+        help="folder of images without masks that self-train the head locator (default: the cohort's unlabelled/ when present)",
+    )
+    p.add_argument("--unlabelled-protocol", help="benchmark protocol JSON: read only its unlabelled_pool images of --unlabelled")
     p.add_argument("--out", required=True, help="run folder: checkpoints, model.pt, split.json")
     _add_model_options(p)
     p.set_defaults(func=_finetune)
@@ -401,7 +408,7 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 # output folder, input files or folders, input cohorts of the commands whose function does not check them itself
 _OUTPUT_AND_INPUTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "finetune": ("out", ("sam_checkpoint",), ("data", "synthetic")),
+    "finetune": ("out", ("sam_checkpoint", "unlabelled_protocol"), ("data", "synthetic", "unlabelled")),
     "evaluate": ("out", ("checkpoint", "split"), ("data",)),
     "train-generator": ("out", (), ("data",)),
     "synthesize": ("out", ("generator", "masks"), ()),

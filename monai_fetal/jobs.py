@@ -40,12 +40,17 @@ def finetune_sam(
     synthetic_ratio: float | None = None,
     split_file: str | Path | None = None,
     embedding_cache_dir: str | Path | None = None,
+    unlabelled: str | Path | None = None,
+    unlabelled_protocol: str | Path | None = None,
 ) -> Path:
     """Fine-tune SAM (``fetal_head_sam/configs/train.json``) on ``shots`` real images of ``data``; the path of ``out/model.pt``.
 
     ``data`` is a cohort or HC18 folder; ``synthetic_dir`` a cohort of pairs mixed in at ``synthetic_ratio``
     per real image (-1: all); ``split_file`` a split to use instead of drawing one; ``sam_checkpoint`` the
-    SAM weights to start from (required for ``vit_b``/``vit_l``/``vit_h``).
+    SAM weights to start from (required for ``vit_b``/``vit_l``/``vit_h``). ``unlabelled`` (default: the
+    cohort's ``unlabelled/`` folder when it has one) holds images without masks that self-train the head
+    locator after the supervised run (:class:`~monai_fetal.engines.LocatorSelfTraining`); with
+    ``unlabelled_protocol``, only the protocol's ``unlabelled_pool`` images of that folder are read.
     """
     overrides = {
         "dataset_dir": data,
@@ -63,6 +68,8 @@ def finetune_sam(
         "synthetic_ratio": synthetic_ratio,
         "split_file": split_file,
         "embedding_cache_dir": embedding_cache_dir,
+        "unlabelled_dir": unlabelled,
+        "unlabelled_protocol": unlabelled_protocol,
     }
     run_bundle("fetal_head_sam", "train.json", _given(overrides))
     return Path(out) / "model.pt"

@@ -22,7 +22,10 @@ def auto_measure():
 
 
 def test_protocol_test_items_carry_published_hc_and_the_pool_no_annotations(auto_measure, shared_data):
-    test, pool = auto_measure.protocol_items(shared_data, None)
+    from monai_fetal.data.unlabelled import unlabelled_items
+
+    test = auto_measure.protocol_items(shared_data, None)
+    pool = unlabelled_items(shared_data / "hc18_train", shared_data / "benchmark_protocol.json")  # what self-training reads
     protocol = json.loads((shared_data / "benchmark_protocol.json").read_text())
     assert len(test) == len(protocol["test"]["images"]) == 213 and len(pool) == 219
     assert not {t["id"] for t in test} & {p["id"] for p in pool}
@@ -30,7 +33,7 @@ def test_protocol_test_items_carry_published_hc_and_the_pool_no_annotations(auto
     first = test[0]
     assert Path(first["label"]).is_file() and first["label"].endswith("_Annotation.png")
     assert 50 < first["hc_mm"] < 400 and 0.05 < first["spacing"] < 0.4
-    assert len(auto_measure.protocol_items(shared_data, 5)[0]) == 5
+    assert len(auto_measure.protocol_items(shared_data, 5)) == 5
 
 
 def test_summary_counts_failures_that_the_flag_misses(auto_measure):

@@ -89,7 +89,31 @@ def test_quality_is_the_iou_estimate_times_the_ellipse_agreement():
     assert torch.equal(AutoBoxPrompt(refinements=0)(network, _image()), boxes)  # __call__: the same boxes, no quality decode
 
 
-@pytest.mark.parametrize("kwargs", [{"refinements": -1}, {"locator_level": 1.0}, {"locator_level": -0.1}])
-def test_bad_settings_are_refused(kwargs):
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
-        AutoBoxPrompt(**kwargs)
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="refinements"):
+        AutoBoxPrompt(refinements=-1)
+
+
+class _LocatedSam(_StandInSam):
+    """A stand-in with a trained locator whose logits hold two positive regions: a weak one and the head."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        super().__init__(mask)
+        self.locator.trained = torch.tensor(True)
+        logits = torch.full((SIZE, SIZE), -5.0)
+        logits[15:35, 90:120] = 2.0  # a weaker blob elsewhere (a larger one: the largest region is not the head)
+        logits[10:40, 5:60] = 1.0
+        logits[55:85, 40:80] = 4.0  # the head's region, with the peak
+        self.located = logits
+
+    def locate(self, embeddings):
+        return self.located.expand(embeddings.shape[0], 1, SIZE, SIZE)
+
+
+def test_trained_locator_starts_from_the_region_that_holds_its_peak():
+    network = _LocatedSam(ellipse_to_mask(HEAD, (SIZE, SIZE)).astype(bool))
+    boxes, quality = AutoBoxPrompt(refinements=1, margin=0.0).prompt(network, _image())
+    assert torch.equal(network.boxes[0][0], torch.tensor([40.0, 55.0, 79.0, 84.0]))  # the peak region's box, one decode
+    assert len(network.boxes) == 2  # the start and one refinement: no field-of-view candidates
+    assert torch.allclose(boxes[0], box_from_mask(ellipse_to_mask(HEAD, (SIZE, SIZE))))
+    assert float(quality[0]) > 0.8

@@ -6,11 +6,13 @@ from monai_fetal.engines.evaluation_handlers import EvaluationReportWriter, Head
 from monai_fetal.engines.losses import MaskAndLocatorLoss
 from monai_fetal.engines.sam_batch import SamPrepareBatch
 from monai_fetal.engines.sam_inferer import SamInferer, SamTrainingInferer
+from monai_fetal.engines.self_training import LocatorSelfTraining
 from monai_fetal.engines.variants import AugmentationVariantDataset
 
 __all__ = [
     "AugmentationVariantDataset",
     "AutoBoxPrompt",
+    "LocatorSelfTraining",
     "BestModelSaver",
     "EvaluationReportWriter",
     "HeadCircumferenceErrorHandler",
