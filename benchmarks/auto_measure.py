@@ -110,7 +110,6 @@ class Scorer:
         self.network = parser.get_parsed_content("network")
         self.postprocessing = parser.get_parsed_content("postprocessing")
         self.inferer = parser.get_parsed_content("inferer")
-        self.unlabelled = _image_only_transforms(self.preprocessing, self.postprocessing, self.network.frame_size)
 
     @torch.no_grad()
     def predict(self, item: dict, prompt: str) -> tuple[np.ndarray, np.ndarray, float, float]:
