@@ -8,6 +8,12 @@ setup(
     packages=[*find_packages(include=["monai_fetal", "monai_fetal.*"]), "monai_fetal.bundle_files"],
     package_dir={"monai_fetal.bundle_files": "bundles"},
     package_data={
+        "monai_fetal": [  # the demo's 30 HC18 images (CC BY 4.0, attributed in LICENSE.txt)
+            "demo_data/hc18_demo/*.csv",
+            "demo_data/hc18_demo/LICENSE.txt",
+            "demo_data/hc18_demo/images/*.png",
+            "demo_data/hc18_demo/annotations/*.png",
+        ],
         "monai_fetal.bundle_files": [
             "*.json",
             "*/LICENSE",

@@ -366,7 +366,9 @@ def _int_list(text: str) -> list[int]:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole path in one run: generator, synthetic pairs, SAM real vs real+synthetic, report.md")
     p.add_argument("--out", required=True, help="demo folder (report.md, figures, runs); rerun to resume")
-    p.add_argument("--data", help="cohort folder or HC18 folder (default: the procedural phantom)")
+    p.add_argument(
+        "--data", help="cohort folder or HC18 folder (default: the 30 HC18 images that ship with the package; 'phantom': the procedural phantom)"
+    )
     p.add_argument("--quick", action="store_true", help="smaller sizes: under 5 minutes on 2 CPU cores (default: under 20)")
     p.set_defaults(func=_demo)
 

@@ -4,6 +4,8 @@ by patient), the demo's orchestration with stand-ins, and README's first command
 
 from __future__ import annotations
 
+import csv
+
 import json
 import os
 import re
@@ -232,6 +234,25 @@ def test_demo_runs_every_stage_once_and_writes_its_report(tmp_path: Path, monkey
     assert fake.calls == [] and "skipped (done before)" in report.read_text()
 
 
+def test_packaged_demo_images_are_attributed_paired_and_patient_disjoint_from_the_protocol(shared_data: Path) -> None:
+    from monai_fetal.data.demo_set import demo_hc18_folder
+
+    folder = demo_hc18_folder()
+    images = sorted(p.name for p in (folder / "images").iterdir())
+    assert 5 + 5 + 20 == len(images) <= 30  # DESIGN.md: at most 30; the demo's default split uses them all
+    assert sorted(p.name.replace("_Annotation", "") for p in (folder / "annotations").iterdir()) == images
+    with (folder / "training_set_pixel_size_and_HC.csv").open() as handle:
+        assert sorted(row["filename"] for row in csv.DictReader(handle)) == images
+    patients = [name.split("_")[0] for name in images]
+    assert len(set(patients)) == len(patients)
+    protocol = json.loads((shared_data / "benchmark_protocol.json").read_text())
+    held = {name.split("_")[0] for part in ("test", "unlabelled_pool") for name in protocol[part]["images"]}
+    assert not held & set(patients)
+    for name in images:  # byte-identical to the published files
+        assert (folder / "images" / name).read_bytes() == (shared_data / "hc18_subset" / "images" / name).read_bytes()
+    assert "CC BY 4.0" in (folder / "LICENSE.txt").read_text()
+
+
 def _fake_experiment_runs(monkeypatch: pytest.MonkeyPatch) -> _FakeRuns:
     fake = _FakeRuns()
     for name in ("train_generator", "synthesize", "finetune_sam", "evaluate_sam"):
@@ -342,6 +363,7 @@ def test_readme_first_command_quick_runs_the_real_bundles_end_to_end(tmp_path: P
         else:
             assert dice >= AUTO_DICE_FLOOR, (model, dice)
     assert len(json.loads((out / "synthetic" / "datalist.json").read_text())["training"]) == 8
-    assert (out / "generator" / "model.pt").is_file() and (out / "sam_real_synthetic" / "model.pt").is_file()
+    assert (out / "generator" / "unet.pt").is_file() and (out / "sam_real_synthetic" / "model.pt").is_file()
+    assert len(json.loads((out / "cohorts" / "hc18_demo" / "datalist.json").read_text())["training"]) == 30  # real images
     for figure in ("pairs.png", "dice_per_image.png"):
         assert (out / figure).read_bytes()[:4] == PNG_MAGIC and (out / figure).stat().st_size > 20_000

@@ -1,7 +1,8 @@
 """``monai-fetal demo``: the whole path on one cohort in one run, ending in ``report.md``.
 
-Stages (each skipped when a rerun finds it done): the cohort (procedural phantom, or ``--data``
-prepared), a k-shot split, a generator trained on the k real pairs, synthetic pairs, LiteMedSAM
+Stages (each skipped when a rerun finds it done): the cohort (the 30 HC18 images that ship with the
+package, ``--data phantom`` for the procedural phantom, or ``--data`` prepared), a k-shot split, the
+shipped in-domain prior conditioned on the k real pairs, synthetic pairs, LiteMedSAM
 fine-tuned on real only and on real + synthetic, both evaluated on the split's test images with the
 ground-truth box and the automatic prompt; then the report, written afresh on every run.
 All SAM runs share one embedding cache.
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+from monai_fetal.data.demo_set import demo_hc18_folder
 from monai_fetal.data.phantom import make_phantom_cohort
 from monai_fetal.data.splits import write_split
 from monai_fetal.study.cohorts import prepared_cohort, split_part_cohort
@@ -30,16 +32,18 @@ from monai_fetal.study.runs import (
 )
 from monai_fetal.study.stages import Stages
 
-__all__ = ["DEFAULT", "MODELS", "QUICK", "DemoSettings", "run_demo"]
+__all__ = ["DEFAULT", "MODELS", "PHANTOM", "QUICK", "DemoSettings", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("real", "real+synthetic")
+PHANTOM = "phantom"
+"""``--data`` value that runs the demo on the procedural phantom instead of the packaged HC18 images."""
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of a demo run (the phantom's size and count apply only without ``--data``)."""
+    """Sizes of a demo run (the phantom's size and count apply only with ``--data phantom``)."""
 
     phantom_images: int
     phantom_size: tuple[int, int]
@@ -57,10 +61,10 @@ QUICK = DemoSettings(
     shots=3,
     test=8,
     synthetic=8,
-    generator=GeneratorOptions(epochs=1, iterations=30, sample_steps=10, synthesis_steps=20),
+    generator=GeneratorOptions(epochs=2, iterations=40, sample_steps=10, synthesis_steps=20, mode="latent"),
     sam=SamOptions(epochs=2, variants=2, val=4),
 )
-"""About 12 CPU-minutes (690 s user + system measured on 30 November 2026; see docs/results.md)."""
+"""Within 5 minutes on 2 CPU cores (see docs/results.md)."""
 
 DEFAULT = DemoSettings(
     phantom_images=40,
@@ -68,22 +72,22 @@ DEFAULT = DemoSettings(
     shots=5,
     test=20,
     synthetic=40,
-    generator=GeneratorOptions(epochs=4, iterations=60, sample_steps=20, synthesis_steps=25),
+    generator=GeneratorOptions(epochs=8, iterations=50, sample_steps=20, synthesis_steps=25, mode="latent"),
     sam=SamOptions(epochs=6, variants=4, val=5),
 )
-"""Under 20 minutes on 2 CPU cores."""
+"""Within 20 minutes on 2 CPU cores; the 30 packaged images are exactly its 5 + 5 + 20."""
 
 
 def _cohort(out: Path, data: str | Path | None, settings: DemoSettings) -> str:
-    if data is None:
+    if str(data) == PHANTOM:
         folder = out / "cohort"
         make_phantom_cohort(folder, settings.phantom_images, seed=settings.seed, size=settings.phantom_size)
         return str(folder)
-    return str(prepared_cohort(data, out / "cohorts"))
+    return str(prepared_cohort(demo_hc18_folder() if data is None else data, out / "cohorts"))
 
 
 def run_demo(out: str | Path, data: str | Path | None = None, settings: DemoSettings = DEFAULT) -> Path:
-    """Run the demo into ``out`` (on ``data``, or on the procedural phantom) and return ``out/report.md``.
+    """Run the demo into ``out`` (on ``data``; ``None``: the packaged HC18 images; ``"phantom"``: the procedural phantom); ``out/report.md``.
 
     Raises:
         ConfigError: the cohort is too small for the split (the message says how many it allows).

@@ -17,12 +17,18 @@ PROMPTS = CHOICES["prompt"]
 
 @dataclass(frozen=True)
 class GeneratorOptions:
-    """Diffusion generator training (``cpu`` preset) and sampling sizes."""
+    """Diffusion generator training (``cpu`` preset) and sampling sizes.
+
+    ``mode`` is the generator kind (:data:`monai_fetal.jobs.GENERATOR_MODES`): ``concat``, a pixel-space
+    generator trained from scratch (the study's, whose bounds were measured with it), or ``latent``, the
+    shipped prior conditioned on the pairs (``epochs`` x ``iterations`` steps).
+    """
 
     epochs: int = 3
     iterations: int = 50
     sample_steps: int = 20
     synthesis_steps: int = 20
+    mode: str = "concat"
 
 
 @dataclass(frozen=True)
@@ -35,11 +41,11 @@ class SamOptions:
 
 
 def train_generator(cohort: Path, out: Path, options: GeneratorOptions, seed: int) -> str:
-    """Train the pixel-space mask-conditioned generator on ``cohort`` into ``out``; return ``out/model.pt``."""
+    """Train the mask-conditioned generator of ``options.mode`` on ``cohort`` into ``out``; return its weights' path."""
     weights = jobs.train_generator(
         cohort,
         out,
-        mode="concat",
+        mode=options.mode,
         preset="cpu",
         epochs=options.epochs,
         epoch_length=options.iterations,
