@@ -204,6 +204,7 @@ def test_automatic_prompt_after_finetuning(hc18_cohort, finetuned, embedding_cac
     assert summary["hc_abs_error_mm_mean"] <= 20.0
 
 
+@pytest.mark.timeout(1200)  # may be the first user of the module's 5-shot fine-tune
 def test_segment_without_a_box_measures_held_out_patients(hc18_cohort, finetuned, tmp_path):
     """The clinical path: the 5-shot model's ``segment`` with no box on the 20 held-out patients of the split.
 
