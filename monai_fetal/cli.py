@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from monai_fetal.config_checks import CHOICES
 from monai_fetal.errors import user_error_in
@@ -441,9 +442,20 @@ def _check_output(args: argparse.Namespace) -> None:
     check_no_overlap(out, given(input_keys), cohorts=given(cohort_keys))
 
 
+class _UsageError(Exception):
+    """A command line that does not parse (an unknown option, a value not among the choices)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one paragraph that ``main`` prints with exit status 2, as every user error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: error: {message} ({self.prog} --help lists the options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``monai-fetal`` argument parser with all sub-commands."""
-    parser = argparse.ArgumentParser(prog="monai-fetal", description=__doc__)
+    parser = _Parser(prog="monai-fetal", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
@@ -454,7 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``monai-fetal``; user errors (bad input, a full disk) print one paragraph and return 2, Ctrl-C one line
     and 130."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as err:
+        print(err, file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         _check_output(args)

@@ -251,7 +251,7 @@ BAD_INPUTS = {
     "non-binary mask": BadInput(_prepare(mask=_THREE_LEVELS), ("masks/phantom_0000.png", "3 distinct values", "one value")),
     "mistyped option value": BadInput(
         _finetune("--augmentation", "wek"),
-        ("'augmentation'", "'weak'"),
+        ("--augmentation", "'wek'", "'weak'"),
     ),
     "disk full: PNG write fails": BadInput(
         _prepare(), (".prepared.partial-", "/masks/phantom_0000.png", _NO_SPACE, "free disk space", "another output folder"), _png_write_fails

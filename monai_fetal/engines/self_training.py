@@ -10,6 +10,7 @@ the share of images under 0.90 from 19 % to 11 %.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -136,10 +137,15 @@ class LocatorSelfTraining:
     def run(self) -> dict:
         """Run the rounds, rewrite ``model_path`` with the retrained locator and write ``self_training.json``; its content.
 
-        With no unlabelled item nothing is done (``{}``).
+        With no unlabelled item nothing is done (``{}``); a rerun after a complete self-training (its
+        ``self_training.json`` no older than ``model_path``) returns the recorded statistics.
         """
         if not self.unlabelled_items:
             return {}
+        record = self.model_path.parent / SELF_TRAINING_NAME
+        if record.is_file() and record.stat().st_mtime >= self.model_path.stat().st_mtime:
+            _LOG.info("self-training done before (%s): skipped", record)
+            return json.loads(record.read_text())
         self.network.load_state_dict(torch.load(self.model_path, map_location=self.device, weights_only=True))
         self.network.to(self.device)
         real = [self.labelled(dict(item)) for item in self.labelled_items]
@@ -159,5 +165,5 @@ class LocatorSelfTraining:
             _LOG.info("self-training round %d: %d of %d pseudo-labels kept, locator loss %.4f", number, len(kept), len(frames), loss)
         with atomic_path(self.model_path) as tmp:
             torch.save(self.network.state_dict(), tmp)
-        write_json_atomic(self.model_path.parent / SELF_TRAINING_NAME, stats)
+        write_json_atomic(record, stats)
         return stats
