@@ -10,12 +10,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from monai_fetal.bundles import LATENT_CONDITIONING_CONFIGS, run_bundle
+from monai_fetal.config_checks import CHOICES, check_choice
 from monai_fetal.engines.segment import MEASUREMENTS_NAME
 from monai_fetal.errors import ConfigError
 
 __all__ = ["GENERATOR_MODES", "evaluate_sam", "finetune_sam", "segment_images", "synthesize_pairs", "train_generator"]
 
-GENERATOR_MODES = ("latent", "concat", "controlnet", "joint")
+GENERATOR_MODES = CHOICES["generator_mode"]
 """Generator kinds: ``latent`` (few-shot conditioning of the shipped prior, the default) and the pixel-space modes."""
 
 
@@ -160,8 +161,7 @@ def train_generator(
     Raises:
         ConfigError: an unknown ``mode``, or ``prior`` with a pixel-space mode.
     """
-    if mode not in GENERATOR_MODES:
-        raise ConfigError("mode", mode, "one of " + ", ".join(GENERATOR_MODES))
+    check_choice("mode", mode, GENERATOR_MODES)
     overrides = {
         "dataset_dir": data,
         "output_dir": out,

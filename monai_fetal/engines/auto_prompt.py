@@ -125,15 +125,14 @@ class AutoBoxPrompt:
 
     def _start(self, network, image: torch.Tensor, embedding: torch.Tensor, limit: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, float]:
         """Start box, its decoded mask and SAM's IoU estimate for that mask (without a locator: the best candidate's box)."""
-        starts = self._start_boxes(image.cpu())
-        view = starts[0]
         head = self.located_head(network, embedding) if bool(network.locator.trained) else None
         if head is not None:
             box = box_from_mask(head)
-            logits, iou = network.decode(embedding[None], box[None].to(embedding.device), return_iou=True)
-            return box, (logits[0, 0] > 0).cpu().numpy(), float(iou[0, 0])
-        view_area = float((view[2] - view[0] + 1) * (view[3] - view[1] + 1))
-        box = self._box_of(self._best_candidate(network, embedding[None], starts, view_area), view, limit)
+        else:
+            starts = self._start_boxes(image.cpu())
+            view = starts[0]
+            view_area = float((view[2] - view[0] + 1) * (view[3] - view[1] + 1))
+            box = self._box_of(self._best_candidate(network, embedding[None], starts, view_area), view, limit)
         logits, iou = network.decode(embedding[None], box[None].to(embedding.device), return_iou=True)
         return box, (logits[0, 0] > 0).cpu().numpy(), float(iou[0, 0])
 

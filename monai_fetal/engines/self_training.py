@@ -20,6 +20,7 @@ import torch
 from monai.data import DataLoader
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss
+from monai.utils import CommonKeys
 from torch import nn
 
 from monai_fetal.atomic import atomic_path, write_json_atomic
@@ -41,7 +42,7 @@ class _Locator(nn.Module):
         self.network = network
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.network.locate(embeddings)
+        return self.network.locate(embeddings.float())  # embeddings are kept in float16
 
 
 class LocatorSelfTraining:
@@ -124,15 +125,12 @@ class LocatorSelfTraining:
             network=locator,
             optimizer=torch.optim.AdamW(self.network.locator.parameters(), lr=self.learning_rate, weight_decay=0.01),
             loss_function=DiceCELoss(sigmoid=True, squared_pred=True),
-            prepare_batch=lambda batch, device, non_blocking, **kw: (
-                batch["image"].to(device, torch.float32),
-                batch["label"].to(device, torch.float32),
-            ),
+            decollate=False,
         )
         self.network.locator.train()
         trainer.run()
         self.network.eval()
-        return float(trainer.state.output[0]["loss"]) if isinstance(trainer.state.output, list) else float(trainer.state.output["loss"])
+        return float(trainer.state.output[CommonKeys.LOSS])
 
     def run(self) -> dict:
         """Run the rounds, rewrite ``model_path`` with the retrained locator and write ``self_training.json``; its content.
