@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import logging
 import math
@@ -75,13 +76,42 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def finetune(run_dir: Path, shots: int, seed: int, data: Path, cache: Path, unlabelled: bool) -> Path:
-    """The row's model: the SAM bundle's ``train.json`` with its defaults (skipped when ``model.pt`` and ``done`` exist)."""
+def synthetic_pairs(run_dir: Path, shots: int, seed: int, data: Path, count: int) -> Path:
+    """``count`` synthetic pairs from the diffusion bundle's default generator conditioned on the row's k real pairs.
+
+    The k pairs are the training part of the split that ``train.json`` writes for this seed (same
+    function, same defaults); the generator is the shipped in-domain prior with its default few-shot
+    conditioning (``train-generator`` defaults), sampled with the ``synthesize`` defaults.
+    """
+    from monai_fetal.data.prepare import ensure_cohort
+    from monai_fetal.data.splits import write_split
+    from monai_fetal.jobs import synthesize_pairs, train_generator
+    from monai_fetal.study.cohorts import split_part_cohort
+
+    synthetic = run_dir / "synthetic"
+    if not (synthetic / "datalist.json").is_file():
+        cohort = ensure_cohort(data / "hc18_subset", run_dir / "cohort")
+        split = write_split(cohort, shots, seed, out=run_dir / "split.json")
+        real_pairs = run_dir / "real_pairs"
+        if not (real_pairs / "datalist.json").is_file():
+            split_part_cohort(cohort, split, real_pairs)
+        generator = train_generator(real_pairs, run_dir / "generator", seed=seed)
+        synthesize_pairs(generator.parent, synthetic, count, seed=seed)
+    return synthetic
+
+
+def finetune(run_dir: Path, shots: int, seed: int, data: Path, cache: Path, unlabelled: bool, synthetic: int) -> Path:
+    """The row's model: the SAM bundle's ``train.json`` with its defaults (skipped when ``model.pt`` and ``done`` exist).
+
+    With ``synthetic`` > 0 every one of that many generated pairs joins the k real ones (``synthetic_ratio`` -1).
+    """
     from monai_fetal.jobs import finetune_sam
 
     model, done = run_dir / "model.pt", run_dir / "done"
     if not (model.is_file() and done.is_file()):
         pool = {"unlabelled": data / "hc18_train", "unlabelled_protocol": data / "benchmark_protocol.json"} if unlabelled else {}
+        if synthetic:
+            pool.update(synthetic_dir=synthetic_pairs(run_dir, shots, seed, data, synthetic), synthetic_ratio=-1)
         finetune_sam(data / "hc18_subset", run_dir, shots=shots, seed=seed, embedding_cache_dir=cache, **pool)
         done.write_text("done\n")
     return model
@@ -187,18 +217,18 @@ def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float) -
     return {"summary": summarise(rows, flag_quality), "per_image": rows}
 
 
-def run_row(args, shots: int, seed: int, unlabelled: bool, test: list[dict]) -> dict:
+def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test: list[dict]) -> dict:
     """Train (when ``shots`` > 0) and score one row."""
     work = Path(args.work)
-    name = f"k{shots}_s{seed}" + ("_u" if unlabelled else "")
+    name = f"k{shots}_s{seed}" + (f"_syn{synthetic}" if synthetic else "") + ("_u" if unlabelled else "")
     cache = work / "embedding_cache"
     started = time.time()
-    checkpoint = None if shots == 0 else finetune(work / name, shots, seed, args.data, cache, unlabelled)
+    checkpoint = None if shots == 0 else finetune(work / name, shots, seed, args.data, cache, unlabelled, synthetic)
     info = {}
     if unlabelled:
         info = {"self_training": json.loads((work / name / "self_training.json").read_text())}
     scorer = Scorer(checkpoint, cache, work / "eval")
-    result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": False, **info}
+    result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
         result[prompt] = score(scorer, test, prompt, args.flag_quality)
@@ -211,6 +241,7 @@ def main() -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[0, 1, 5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--unlabelled", choices=["no", "yes", "both"], default="no")
+    parser.add_argument("--synthetic", type=int, nargs="+", default=[0], help="synthetic pairs per row (0 = none)")
     parser.add_argument("--test-images", type=int, default=None, help="first N test images (default all 213)")
     parser.add_argument("--flag-quality", type=float, default=FLAG_QUALITY, help="flag images whose quality is below this")
     parser.add_argument("--data", type=Path, default=DATA)
@@ -230,19 +261,19 @@ def main() -> None:
             "flag_criterion": f"quality < {args.flag_quality} (AutoBoxPrompt.prompt: IoU estimate x ellipse agreement)",
         }
     )
-    done = {(r["shots"], r["seed"], r["unlabelled"], r["auto"]["summary"]["images"]) for r in results["rows"]}
+    done = {(r["shots"], r["seed"], r["unlabelled"], int(r["synthetic"]), r["auto"]["summary"]["images"]) for r in results["rows"]}
     choices = {"no": [False], "yes": [True], "both": [False, True]}[args.unlabelled]
     for shots in args.shots:
         for seed in args.seeds if shots else [0]:
-            for unlabelled in choices:
-                if (shots, seed, unlabelled, len(test)) in done or (unlabelled and shots == 0):
-                    continue  # done already; or self-training with no labelled image (nothing to fine-tune)
-                row = run_row(args, shots, seed, unlabelled, test)
+            for unlabelled, synthetic in itertools.product(choices, args.synthetic):
+                if (shots, seed, unlabelled, synthetic, len(test)) in done or (shots == 0 and (unlabelled or synthetic)):
+                    continue  # done already; or self-training / generator with no labelled image (nothing to fine-tune)
+                row = run_row(args, shots, seed, unlabelled, synthetic, test)
                 results["rows"].append(row)
                 write_json_atomic(args.out, results)
                 s, b = row["auto"]["summary"], row["gt_box"]["summary"]
                 print(
-                    f"k={shots} seed={seed} unlabelled={unlabelled}: no box Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}) "
+                    f"k={shots} seed={seed} unlabelled={unlabelled} synthetic={synthetic}: no box Dice {s['dice_mean']:.4f} (min {s['dice_min']:.3f}) "
                     f"HC {s['hc_error_mm_mean']:.2f} mm, <0.90 {s['share_dice_below_090']:.3f}, flagged {s['flagged']}, "
                     f"unflagged failures {s['unflagged_failures']} | gt box Dice {b['dice_mean']:.4f} HC {b['hc_error_mm_mean']:.2f} mm",
                     flush=True,

@@ -46,7 +46,7 @@ def test_ci_runs_the_readme_test_commands_line_for_line() -> None:
     set_up = ("#", "set -euo pipefail", 'cd "$(dirname "$0")/.."', "export CI=true")
     commands = [line for line in script if line.strip() and not line.startswith(set_up)]
     assert commands == [_set_up_commands()[1]]
-    assert commands[0].endswith("-m pytest -q tests/test_monai_label.py") and '".[label,test]"' in commands[0]
+    assert "-m pytest -q tests/test_monai_label.py" in commands[0] and '".[label,test]" -c .ci/lowest-versions.txt' in commands[0]
     assert "export CI=true" in script
 
 
