@@ -180,7 +180,10 @@ def _experiment(args: argparse.Namespace) -> None:
         test_images=args.test_images,
         sam=SamOptions(epochs=args.epochs, variants=args.variants, val=args.val),
         generator=GeneratorOptions(
-            epochs=args.generator_epochs, iterations=args.generator_iterations, synthesis_steps=args.synthesis_steps
+            epochs=args.generator_epochs,
+            iterations=args.generator_iterations,
+            synthesis_steps=args.synthesis_steps,
+            mode=args.generator_mode,
         ),
     )
     results = run_experiment(plan)
@@ -387,9 +390,15 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-images", type=int, default=20, help="images of --data held out for testing (default 20)")
     p.add_argument("--epochs", type=int, default=5, help="SAM fine-tuning epochs (default 5)")
     p.add_argument("--variants", type=int, default=4, help="augmentation variants per training image (default 4)")
-    p.add_argument("--generator-epochs", type=int, default=3, help="generator epochs (default 3)")
-    p.add_argument("--generator-iterations", type=int, default=50, help="generator iterations per epoch (default 50)")
-    p.add_argument("--synthesis-steps", type=int, default=20, help="DDIM steps per synthetic pair (default 20)")
+    p.add_argument(
+        "--generator-mode",
+        choices=CHOICES["generator_mode"],
+        default="latent",
+        help="generator kind, as train-generator --mode (default latent: the shipped prior conditioned on the k pairs)",
+    )
+    p.add_argument("--generator-epochs", type=int, help="generator epochs (default: train-generator's)")
+    p.add_argument("--generator-iterations", type=int, help="generator iterations per epoch (default: train-generator's)")
+    p.add_argument("--synthesis-steps", type=int, help="DDIM steps per synthetic pair (default: synthesize's)")
     p.set_defaults(func=_experiment)
 
 

@@ -17,18 +17,19 @@ PROMPTS = CHOICES["prompt"]
 
 @dataclass(frozen=True)
 class GeneratorOptions:
-    """Diffusion generator training (``cpu`` preset) and sampling sizes.
+    """Diffusion generator training and sampling sizes; ``None`` keeps the bundle config's default.
 
-    ``mode`` is the generator kind (:data:`monai_fetal.jobs.GENERATOR_MODES`): ``concat``, a pixel-space
-    generator trained from scratch (the study's, whose bounds were measured with it), or ``latent``, the
-    shipped prior conditioned on the pairs (``epochs`` x ``iterations`` steps).
+    ``mode`` is the generator kind (:data:`monai_fetal.jobs.GENERATOR_MODES`): ``latent`` (the default,
+    the path of ``monai-fetal train-generator``), the shipped in-domain prior conditioned on the pairs
+    for ``epochs`` x ``iterations`` steps; or a pixel-space generator trained from scratch on the pairs
+    (``concat``, ``controlnet``, ``joint``; the ``cpu`` preset).
     """
 
-    epochs: int = 3
-    iterations: int = 50
-    sample_steps: int = 20
-    synthesis_steps: int = 20
-    mode: str = "concat"
+    epochs: int | None = None
+    iterations: int | None = None
+    sample_steps: int | None = None
+    synthesis_steps: int | None = None
+    mode: str = "latent"
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def train_generator(cohort: Path, out: Path, options: GeneratorOptions, seed: in
         cohort,
         out,
         mode=options.mode,
-        preset="cpu",
+        preset=None if options.mode == "latent" else "cpu",
         epochs=options.epochs,
         epoch_length=options.iterations,
         sample_steps=options.sample_steps,
