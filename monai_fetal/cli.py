@@ -123,6 +123,7 @@ def _synthesize(args: argparse.Namespace) -> None:
         masks=args.masks,
         mask_affine=args.affine,
         batch_size=args.batch_size,
+        overwrite=args.overwrite,
     )
     print(f"synthetic cohort written: {datalist}")
 
@@ -292,6 +293,9 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="folder of masks to condition on (default: new masks from the shape prior)")
     p.add_argument("--affine", action="store_true", help="move each --masks mask by a random affine (new heads from real ones)")
     p.add_argument("--batch-size", type=int, help=f"pairs sampled at once {_CONFIG_DEFAULT}")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a synthetic set monai-fetal wrote in --out with other options (keeps files it did not write)"
+    )
     p.set_defaults(func=_synthesize)
 
 
