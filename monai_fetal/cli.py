@@ -18,11 +18,12 @@ _CONFIG_DEFAULT = "(default: the bundle config's; docs/bundles.md)"
 
 def _prepare(args: argparse.Namespace) -> None:
     from monai_fetal.data.prepare import prepare_cohort
-    from monai_fetal.data.splits import write_split
 
     datalist = prepare_cohort(args.src, args.out, cohort=args.cohort, overwrite=args.overwrite, skip_bad=args.skip_bad)
     print(f"cohort written: {datalist}")
     if args.shots is not None:
+        from monai_fetal.data.splits import write_split  # imports MONAI (and torch): only when a split is asked for
+
         print(f"split written: {write_split(args.out, args.shots, args.seed, val=args.val)}")
 
 
