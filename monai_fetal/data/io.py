@@ -151,7 +151,8 @@ def read_image_reduced(
 
     The reduction is a block mean of ``factor x factor`` pixels (edge blocks padded by replication), taken
     row block by row block on the file's own pixel type, so an 8000 x 6000 image costs its file's pixels
-    once and a small float image, not several full-size float copies. Pixel ``(r, c)`` of the result covers
+    (twice for a moment where Pillow decodes it: its buffer and the array) and a small float image, not
+    several full-size float copies. Pixel ``(r, c)`` of the result covers
     rows ``r * factor ...`` and columns ``c * factor ...`` of the original. ``factor`` forces a factor
     (e.g. to read an image again as it was read before).
 
