@@ -18,11 +18,12 @@ _CONFIG_DEFAULT = "(default: the bundle config's; docs/bundles.md)"
 
 def _prepare(args: argparse.Namespace) -> None:
     from monai_fetal.data.prepare import prepare_cohort
-    from monai_fetal.data.splits import write_split
 
     datalist = prepare_cohort(args.src, args.out, cohort=args.cohort, overwrite=args.overwrite, skip_bad=args.skip_bad)
     print(f"cohort written: {datalist}")
     if args.shots is not None:
+        from monai_fetal.data.splits import write_split  # imports MONAI (and torch): only when a split is asked for
+
         print(f"split written: {write_split(args.out, args.shots, args.seed, val=args.val)}")
 
 
@@ -123,6 +124,7 @@ def _synthesize(args: argparse.Namespace) -> None:
         masks=args.masks,
         mask_affine=args.affine,
         batch_size=args.batch_size,
+        overwrite=args.overwrite,
     )
     print(f"synthetic cohort written: {datalist}")
 
@@ -295,6 +297,9 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="folder of masks to condition on (default: new masks from the shape prior)")
     p.add_argument("--affine", action="store_true", help="move each --masks mask by a random affine (new heads from real ones)")
     p.add_argument("--batch-size", type=int, help=f"pairs sampled at once {_CONFIG_DEFAULT}")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a synthetic set monai-fetal wrote in --out with other options (keeps files it did not write)"
+    )
     p.set_defaults(func=_synthesize)
 
 

@@ -192,11 +192,14 @@ def synthesize_pairs(
     masks: str | Path | None = None,
     mask_affine: bool | None = None,
     batch_size: int | None = None,
+    overwrite: bool | None = None,
 ) -> Path:
     """Sample ``count`` image-mask pairs with the generator folder ``generator`` into the cohort folder ``out``; its datalist's path.
 
     Masks come from the shape prior, or from ``masks`` (moved by a random affine with ``mask_affine``);
-    ``size`` is the output's rows and columns (default: the real images'). A rerun completes the set.
+    ``size`` is the output's rows and columns (default: the real images'). A rerun completes the set;
+    ``overwrite`` replaces a set that ``synthesize`` wrote in ``out`` with other options
+    (:class:`~monai_fetal.engines.synthesis.PairSynthesizer`).
     """
     overrides = {
         "generator_dir": generator,
@@ -210,6 +213,7 @@ def synthesize_pairs(
         "mask_dir": masks,
         "mask_affine": mask_affine,
         "batch_size": batch_size,
+        "overwrite": overwrite,
     }
     run_bundle("fetal_us_diffusion", "inference.json", _given(overrides))
     return Path(out) / "datalist.json"

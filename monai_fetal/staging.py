@@ -25,7 +25,16 @@ from pathlib import Path
 from monai_fetal.atomic import current_umask, write_json_atomic
 from monai_fetal.errors import InputDataError
 
-__all__ = ["MARKER_NAME", "check_no_overlap", "data_folders", "output_lock", "owned_entries", "staged_folder"]
+__all__ = [
+    "MARKER_NAME",
+    "check_no_overlap",
+    "data_folders",
+    "output_lock",
+    "owned_entries",
+    "read_marker",
+    "staged_folder",
+    "write_marker",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +141,9 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-def _read_marker(folder: Path) -> dict | None:
-    path = folder / MARKER_NAME
+def read_marker(folder: str | Path) -> dict | None:
+    """The tool's marker of ``folder`` (``{"written_by", "command", "entries"}``), ``None`` where it has none."""
+    path = Path(folder) / MARKER_NAME
     try:
         marker = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -146,8 +156,13 @@ def _read_marker(folder: Path) -> dict | None:
 def owned_entries(folder: str | Path) -> set[str] | None:
     """Names of the entries of ``folder`` that ``monai-fetal`` wrote there (from its marker), ``None`` if it has
     no marker."""
-    marker = _read_marker(Path(folder))
+    marker = read_marker(folder)
     return None if marker is None else {str(name) for name in marker["entries"]}
+
+
+def write_marker(folder: str | Path, command: str, entries: Iterable[str]) -> None:
+    """Mark ``folder`` as written by ``monai-fetal COMMAND``, owning the entries named ``entries`` (atomic)."""
+    write_json_atomic(Path(folder) / MARKER_NAME, {"written_by": _TOOL, "command": command, "entries": sorted(entries)})
 
 
 def _check_replaceable(out: Path) -> list[str]:
@@ -209,7 +224,7 @@ def staged_folder(out: str | Path, command: str) -> Iterator[Path]:
             raise InputDataError(
                 out / clash[0], "is a file monai-fetal did not write, where this run writes one", "move it away and run again"
             )
-        write_json_atomic(staging / MARKER_NAME, {"written_by": _TOOL, "command": command, "entries": written})
+        write_marker(staging, command, written)
         _swap(staging, out, kept)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

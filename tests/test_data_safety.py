@@ -416,3 +416,104 @@ def test_overwrite_refuses_a_folder_the_tool_did_not_write(phantoms: Path, tmp_p
 def test_re_preparing_a_cohort_elsewhere_keeps_its_name(phantoms: Path, tmp_path: Path) -> None:
     assert main(["prepare", str(phantoms), str(tmp_path / "copy")]) == 0
     assert json.loads((tmp_path / "copy" / "datalist.json").read_text())["name"] == "phantom"
+
+
+TINY_GENERATOR = {
+    "mode": "concat",
+    "image_size": [32, 48],
+    "unet_args": {"channels": [8, 16, 16], "attention_levels": [False, False, True], "num_head_channels": 8, "norm_num_groups": 8},
+    "epoch_length": 2,
+    "batch_size": 2,
+    "max_epochs": 1,
+    "sample_count": 1,
+    "sample_steps": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def generator(phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pixel-space generator trained for one tiny epoch on the phantoms: enough to sample pairs from."""
+    from monai_fetal.bundles import run_bundle
+
+    out = tmp_path_factory.mktemp("generator") / "concat"
+    run_bundle("fetal_us_diffusion", "train.json", {"dataset_dir": str(phantoms), "output_dir": str(out), **TINY_GENERATOR})
+    return out
+
+
+def _synthesize(generator: Path, out: Path, *options: str) -> list[str]:
+    return ["synthesize", "--generator", str(generator), "--n", "2", "--steps", "1", "--out", str(out), *options]
+
+
+def _users_folder(tmp: Path, phantoms: Path) -> Path:
+    mine = tmp / "mine"
+    (mine / "images").mkdir(parents=True)
+    (mine / "thesis.docx").write_text("years of work")
+    shutil.copy2(phantoms / "images" / "phantom_0000.png", mine / "images" / "scan.png")
+    return mine
+
+
+def _users_folder_with_a_manifest(tmp: Path, phantoms: Path) -> Path:
+    mine = _users_folder(tmp, phantoms)
+    (mine / "synthesis.json").write_text('{"seed": 0}\n')
+    return mine
+
+
+@pytest.mark.parametrize(
+    "make, names",
+    [
+        (_users_folder, ("mine", "did not write", MARKER_NAME, "Fix: choose a new output folder")),
+        (_users_folder_with_a_manifest, ("mine", "did not write", MARKER_NAME)),
+        (_cohort, ("cohort", "is a cohort written by monai-fetal phantom", "Fix: choose a new output folder")),
+    ],
+    ids=["a user's folder", "a user's folder with a synthesis.json", "a prepared cohort"],
+)
+@pytest.mark.parametrize("overwrite", [False, True], ids=["", "--overwrite"])
+def test_synthesize_never_writes_into_a_folder_it_did_not_write(
+    make: Callable[[Path, Path], Path],
+    names: tuple[str, ...],
+    overwrite: bool,
+    generator: Path,
+    phantoms: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = make(tmp_path, phantoms)
+    before = _digest(tmp_path)
+    capsys.readouterr()
+    assert main(_synthesize(generator, out, *(["--overwrite"] if overwrite else []))) == 2
+    err = capsys.readouterr().err
+    message = err[err.index("monai-fetal synthesize: error: ") :].strip()
+    assert "Traceback" not in err and "\n" not in message, err
+    for part in names:
+        assert part in message, f"{part!r} not in: {message}"
+    assert _digest(tmp_path) == before and not _leftovers(tmp_path)
+
+
+def test_synthesize_marks_its_folder_and_overwrite_replaces_only_its_set(
+    generator: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "syn"
+    assert main(_synthesize(generator, out)) == 0
+    marker = json.loads((out / MARKER_NAME).read_text())
+    assert marker["command"] == "synthesize" and marker["entries"] == sorted(["datalist.json", "images", "masks", "synthesis.json"])
+    (out / "notes.txt").write_text("mine")
+    first = _digest(out)
+    assert main(_synthesize(generator, out)) == 0 and _digest(out) == first  # a rerun completes the set: nothing to do
+    capsys.readouterr()
+    assert main(_synthesize(generator, out, "--seed", "1")) == 2
+    message = capsys.readouterr().err.strip()
+    assert "seed differ" in message and "--overwrite" in message and "\n" not in message and _digest(out) == first
+    assert main(_synthesize(generator, out, "--seed", "1", "--overwrite")) == 0
+    replaced = _digest(out)
+    assert json.loads((out / "synthesis.json").read_text())["seed"] == 1 and (out / "notes.txt").read_text() == "mine"
+    assert replaced["images/syn_00000.png"] != first["images/syn_00000.png"] and set(replaced) == set(first)
+    assert not _leftovers(tmp_path)
+
+
+def test_synthesize_takes_over_a_set_of_an_earlier_version_without_a_marker(generator: Path, tmp_path: Path) -> None:
+    out = tmp_path / "syn"
+    assert main(_synthesize(generator, out)) == 0
+    (out / MARKER_NAME).unlink()
+    (out / "images" / "syn_00001.png").unlink()
+    assert main(_synthesize(generator, out)) == 0
+    assert (out / "images" / "syn_00001.png").is_file() and json.loads((out / MARKER_NAME).read_text())["command"] == "synthesize"

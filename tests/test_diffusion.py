@@ -184,7 +184,7 @@ def test_interrupted_synthesis_is_completed_by_a_rerun(concat_generator: Path, t
     assert np.array_equal(read_image(out / "images" / "syn_00001.png"), first)
     again = _synthesize(concat_generator, tmp_path / "again", 2, output_size=[54, 80], batch_size=1)
     assert np.abs(read_image(again / "images" / "syn_00001.png") - first).max() <= 1  # pair i depends on its seed only
-    with pytest.raises(ConfigError, match="seed"):
+    with pytest.raises(InputDataError, match="seed differ"):
         _synthesize(concat_generator, out, 4, output_size=[54, 80], seed=1)
 
 

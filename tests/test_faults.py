@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-import itk
 import numpy as np
 import PIL.Image
 import pytest
@@ -193,27 +192,20 @@ def _no_free_space(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=1 << 30, used=1 << 30, free=0))
 
 
-def _png_write_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ITK on a full disk: a large PNG's write raises ``RuntimeError`` after writing part of the file."""
+def _png_write_fails(monkeypatch: pytest.MonkeyPatch, error: OSError = OSError(errno.ENOSPC, _NO_SPACE)) -> None:
+    """Pillow on a full disk: part of the PNG is written, then ``error``."""
 
-    def imwrite(image: object, path: str) -> None:
-        Path(path).write_bytes(b"\x89PNG\r\n\x1a\n")
-        raise RuntimeError(f"ITK ERROR: PNGImageIO: Error while writing Slice to file: {path}\nReason: {_NO_SPACE}")
-
-    _no_free_space(monkeypatch)
-    monkeypatch.setattr(itk, "imwrite", imwrite)
-
-
-def _png_write_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ITK on a full disk: a small PNG's buffered write fails on closing, unreported, leaving an empty file."""
-    imwrite = itk.imwrite
-
-    def short_imwrite(image: object, path: str) -> None:
-        imwrite(image, path)
-        os.truncate(path, 0)
+    def save(image: PIL.Image.Image, fp: str, *args: object, **kwargs: object) -> None:
+        Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n")
+        raise error
 
     _no_free_space(monkeypatch)
-    monkeypatch.setattr(itk, "imwrite", short_imwrite)
+    monkeypatch.setattr(PIL.Image.Image, "save", save)
+
+
+def _png_write_fails_without_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PNG write on a full disk that fails with an error that does not name the full disk."""
+    _png_write_fails(monkeypatch, OSError(errno.EIO, os.strerror(errno.EIO)))
 
 
 def _text_write_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,8 +248,8 @@ BAD_INPUTS = {
     "disk full: PNG write fails": BadInput(
         _prepare(), (".prepared.partial-", "/masks/phantom_0000.png", _NO_SPACE, "free disk space", "another output folder"), _png_write_fails
     ),
-    "disk full: PNG written short, unreported": BadInput(
-        _prepare(), (".prepared.partial-", "/masks/phantom_0000.png", _NO_SPACE, "free disk space"), _png_write_is_short
+    "disk full: PNG write fails without naming the full disk": BadInput(
+        _prepare(), (".prepared.partial-", "/masks/phantom_0000.png", _NO_SPACE, "free disk space"), _png_write_fails_without_saying_why
     ),
     "disk full: datalist write fails": BadInput(
         _prepare(), (".prepared.partial-", "/datalist.json", _NO_SPACE, "free disk space"), _text_write_fails
@@ -319,16 +311,6 @@ def test_bad_input_fails_clearly_and_keeps_earlier_outputs(
     assert not [p for p in tmp_path.rglob(".*")]  # nor beside the links to them (a staging folder)
 
 
-def _mask_save_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    """PIL on a full disk: part of the PNG is written, then ``OSError(ENOSPC)``."""
-
-    def save(image: PIL.Image.Image, fp: str, *args: object, **kwargs: object) -> None:
-        Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n")
-        raise OSError(errno.ENOSPC, _NO_SPACE)
-
-    monkeypatch.setattr(PIL.Image.Image, "save", save)
-
-
 def test_segment_writes_masks_whole_or_not_at_all(
     cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -340,7 +322,7 @@ def test_segment_writes_masks_whole_or_not_at_all(
         assert main(["segment", str(image), "--out", str(tmp_path / "plain")]) == 0
     earlier = mask.read_bytes()
     assert earlier == (tmp_path / "plain" / mask.name).read_bytes()  # the bytes MONAI's PILWriter writes
-    _mask_save_fails(monkeypatch)
+    _png_write_fails(monkeypatch)
     capsys.readouterr()
     assert main(["segment", str(image), "--out", str(mask.parent), "--overwrite"]) == 2
     err = capsys.readouterr().err

@@ -160,3 +160,42 @@ def test_a_raw_image_and_its_prepared_copy_are_read_alike(tmp_path: Path) -> Non
     write_png(prepared, to_uint8(read_image(raw)))
     load = LoadGreyscaled("image", max_side=1024)
     assert np.array_equal(load({"image": str(raw)})["image"].numpy(), load({"image": str(prepared)})["image"].numpy())
+
+
+def _png_of_mode(path: Path, mode: str) -> Path:
+    """A PNG of random pixels in Pillow ``mode`` (``I;16``: 16-bit grey; ``P``: palette; ``LA``, ``RGBA``: with alpha)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    if mode == "I;16":
+        Image.fromarray(rng.integers(0, 65536, (37, 53), dtype=np.uint16)).save(path)
+    else:
+        Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), "RGB").convert(mode).save(path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16", "P", "LA", "RGBA", "1"])
+def test_pngs_read_as_itk_reads_them_whichever_reader_decodes_them(mode: str, tmp_path: Path) -> None:
+    path = _png_of_mode(tmp_path / "image.png", mode)
+    assert np.array_equal(read_image(path), np.squeeze(itk.array_from_image(itk.imread(str(path), itk.F))))
+    native = np.squeeze(itk.array_view_from_image(itk.imread(str(path)))).astype(np.float32)
+    grey = native if native.ndim == 2 else native[..., :3] @ np.array([0.2125, 0.7154, 0.0721], np.float32)
+    if mode not in ("LA", "RGBA", "P"):  # ITK's alpha and palette reads stay ITK's own
+        reduced, factor, shape = read_image_reduced(path, max_side=20)
+        assert (factor, shape) == (2, (37, 53))
+        assert reduced[:18, :26] == pytest.approx(block_reduce(grey[:36, :52], (2, 2), np.mean), abs=1e-3)
+
+
+def test_reading_and_writing_pngs_loads_neither_itk_nor_torch(tmp_path: Path) -> None:
+    """``prepare`` and ``segment`` of PNGs skip ITK's image-IO modules and torch (about 800 MB and 10 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import numpy as np; from monai_fetal.data.io import read_image, read_image_reduced, read_mask, write_png; "
+        f"p = {str(tmp_path / 'a.png')!r}; write_png(p, (np.arange(600 * 800) % 256).astype(np.uint8).reshape(600, 800)); "
+        "read_image(p); read_image_reduced(p, 100); write_png(p, np.eye(40, dtype=np.uint8) * 255); read_mask(p); "
+        "print(sorted(m for m in sys.modules if m.startswith('itk.ITK') or m == 'torch'))"  # itk.ITK*Python: its wrapped modules
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]", run.stdout

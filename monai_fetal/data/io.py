@@ -1,13 +1,19 @@
-"""Reading and writing 2-D images and masks with ITK: greyscale conversion, validation, atomic writes."""
+"""Reading and writing 2-D images and masks with ITK: greyscale conversion, validation, atomic writes.
+
+PNGs whose pixels Pillow decodes exactly as ITK does (8-bit grey or RGB, 16-bit grey, no transparency) are
+read, and PNGs are written, with Pillow: ITK's first use loads all of its image-IO modules and torch (which its
+Python wrapping imports), about 800 MB and 10 s, which ``prepare`` and ``segment`` of PNGs would otherwise pay
+for nothing. Values are the same either way (RGB to grey with ITK's luminance weights and arithmetic);
+anything Pillow does not read cleanly goes to ITK, which names the problem as before.
+"""
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import itk
 import numpy as np
+from PIL import Image
 
 from monai_fetal.atomic import atomic_path
 from monai_fetal.errors import InputDataError
@@ -27,7 +33,7 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".nii.gz", ".nii", ".nrrd", ".mha", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _HEADER_SPACING_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _LUMINANCE = (0.2125, 0.7154, 0.0721)  # ITK's RGB to grey weights (what itk.imread(path, itk.F) uses)
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk that ends every complete PNG
+_PILLOW_PNG_LAYOUTS = ("L", "RGB", "I;16B")  # PNG pixel layouts (Pillow's raw modes) that Pillow decodes as ITK does
 
 
 def strip_suffix(name: str) -> str:
@@ -60,6 +66,41 @@ def _not_2d(path: Path, shape: tuple[int, ...]) -> InputDataError:
     return InputDataError(path, f"is not a 2-D image (shape {shape})", "give one 2-D ultrasound frame per file")
 
 
+def _pillow_png(path: Path) -> Image.Image | None:
+    """``path`` opened by Pillow (header only) where it is a PNG of :data:`_PILLOW_PNG_LAYOUTS`, else ``None`` (read it with ITK)."""
+    if not path.name.lower().endswith(".png"):
+        return None
+    try:
+        image = Image.open(path)
+    except (OSError, ValueError):
+        return None
+    tile = image.tile[0] if len(image.tile) == 1 else None
+    if image.format != "PNG" or tile is None or tile.args not in _PILLOW_PNG_LAYOUTS or "transparency" in image.info:
+        image.close()
+        return None
+    return image
+
+
+def _pillow_pixels(path: Path) -> np.ndarray | None:
+    """The native pixels ``(rows, cols[, 3])`` of a PNG that Pillow reads as ITK does; ``None``: read it with ITK."""
+    image = _pillow_png(path)
+    if image is None:
+        return None
+    try:
+        with image:
+            return np.asarray(image)
+    except (OSError, ValueError, SyntaxError):  # a truncated or corrupt PNG: ITK names the problem
+        return None
+
+
+def _itk_grey(native: np.ndarray) -> np.ndarray:
+    """``float32`` greyscale of native pixels as ``itk.imread(path, itk.F)`` gives it (RGB: ITK's luminance arithmetic)."""
+    if native.ndim == 3:
+        red, green, blue = (native[..., k].astype(np.float64) for k in range(3))
+        return ((2125.0 * red + 7154.0 * green + 721.0 * blue) / 10000.0).astype(np.float32)
+    return native.astype(np.float32)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read a 2-D image as a ``float32`` greyscale array ``(rows, cols)``.
 
@@ -71,6 +112,9 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     _check_file(path)
+    native = _pillow_pixels(path)
+    if native is not None:
+        return _itk_grey(native)
     try:
         array = itk.array_from_image(itk.imread(str(path), itk.F))
     except RuntimeError as err:
@@ -107,7 +151,8 @@ def read_image_reduced(
 
     The reduction is a block mean of ``factor x factor`` pixels (edge blocks padded by replication), taken
     row block by row block on the file's own pixel type, so an 8000 x 6000 image costs its file's pixels
-    once and a small float image, not several full-size float copies. Pixel ``(r, c)`` of the result covers
+    (twice for a moment where Pillow decodes it: its buffer and the array) and a small float image, not
+    several full-size float copies. Pixel ``(r, c)`` of the result covers
     rows ``r * factor ...`` and columns ``c * factor ...`` of the original. ``factor`` forces a factor
     (e.g. to read an image again as it was read before).
 
@@ -119,7 +164,12 @@ def read_image_reduced(
     """
     path = Path(path)
     _check_file(path)
-    size, _, _ = _image_info(path)
+    png = _pillow_png(path)
+    if png is not None:
+        with png:
+            size = png.size
+    else:
+        size, _, _ = _image_info(path)
     planar = tuple(s for s in size if s > 1)
     if len(planar) != 2:
         raise _not_2d(path, tuple(reversed(size)))
@@ -127,10 +177,12 @@ def read_image_reduced(
     factor = factor or reduction_factor(shape, max_side)
     if factor == 1:
         return read_image(path), 1, shape
-    try:
-        native = np.squeeze(itk.array_view_from_image(itk.imread(str(path))))
-    except RuntimeError as err:
-        raise _unreadable(path, err) from err
+    native = _pillow_pixels(path)
+    if native is None:
+        try:
+            native = np.squeeze(itk.array_view_from_image(itk.imread(str(path))))
+        except RuntimeError as err:
+            raise _unreadable(path, err) from err
     return _block_mean_grey(native, factor), factor, shape
 
 
@@ -214,20 +266,13 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Write a ``uint8`` 2-D array to PNG atomically (temporary file in the same folder, then rename).
+    """Write a ``uint8`` 2-D array to PNG (8-bit grey) atomically (temporary file in the same folder, then rename).
+
+    Pillow writes it: ITK would load all of its image-IO modules (and torch, which its Python wrapping imports),
+    about 800 MB, for a file Pillow writes with the same pixels.
 
     Raises:
-        DiskFullError: the disk is full (also where ITK wrote a short file without saying so).
+        DiskFullError: the disk is full.
     """
     with atomic_path(path) as tmp:
-        itk.imwrite(itk.image_from_array(np.ascontiguousarray(array, dtype=np.uint8)), str(tmp))
-        _check_complete_png(tmp)
-
-
-def _check_complete_png(path: Path) -> None:
-    """Raise ``OSError`` unless ``path`` ends as a PNG does: ITK ignores writes that fail on closing (a full disk)."""
-    with path.open("rb") as file:
-        file.seek(0, os.SEEK_END)
-        file.seek(max(0, file.tell() - len(_PNG_END)))
-        if file.read() != _PNG_END:
-            raise OSError(errno.EIO, "ITK wrote an incomplete PNG", str(path))
+        Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(tmp, format="PNG")

@@ -6,7 +6,13 @@ larger ``n``) reproduces pair ``i`` exactly with DDIM and only writes the pairs 
 mask is written before the image, each by a temporary file renamed into place, so a pair is complete
 once its image exists; leftovers of a killed run (temporary files, a mask without its image) are
 cleaned or rewritten. ``synthesis.json`` records the options; a rerun with other options (but ``n``)
-into the same folder is refused rather than mixing two sets.
+into the same folder is refused rather than mixing two sets, unless ``overwrite`` replaces that set.
+
+The folder carries the tool's marker (:mod:`monai_fetal.staging`) from the start: the synthesiser writes
+only into a new or empty folder or one it marked itself (a set of an earlier version, without a marker,
+is taken over when its ``synthesis.json`` matches the options), never into a cohort that ``prepare`` or
+``phantom`` wrote or a folder of the user's, and ``overwrite`` removes only what the marker lists.
+Runs into one folder take turns (:func:`~monai_fetal.staging.output_lock`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,13 +42,17 @@ from monai_fetal.networks.diffusion import MaskConditionedDiffusion, build_gener
 from monai_fetal.networks.latent import LATENT_SETTINGS_NAME, UNET_NAME, LatentGenerator, load_latent_generator
 from monai_fetal.shape.outline import fill_head_annotation
 from monai_fetal.shape.prior import EllipseShapePrior
+from monai_fetal.staging import MARKER_NAME, output_lock, read_marker, write_marker
 
-__all__ = ["PriorMasks", "FileMasks", "PairSynthesizer", "pair_seed", "mask_source", "load_synthesis_generator", "MANIFEST_NAME"]
+__all__ = ["PriorMasks", "FileMasks", "PairSynthesizer", "pair_seed", "mask_source", "load_synthesis_generator", "MANIFEST_NAME", "SET_ENTRIES"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synthesis.json"
+SET_ENTRIES = ("images", "masks", "datalist.json", MANIFEST_NAME)
+"""What the synthesiser writes in its folder (and its marker lists); nothing else there is touched."""
 PREFIX = "syn_"
+_COMMAND = "synthesize"
 _MAX_ATTEMPTS = 8  # joint mode: seeds tried per pair until a head is generated
 
 
@@ -182,6 +193,15 @@ def load_synthesis_generator(
     return generator, settings, DiffusionInferer(make_scheduler(settings, sampler, steps)), weights
 
 
+def _read_manifest(path: Path) -> dict | None:
+    """The options recorded in ``synthesis.json`` (``None``: none, or not a JSON object)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def _file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -203,6 +223,8 @@ class PairSynthesizer:
         weights: the weights file, recorded in the manifest (its digest) so that a folder is never
             completed with another generator.
         progress: show a progress bar.
+        overwrite: replace a set the synthesiser wrote in ``output_dir`` with other options (only its
+            :data:`SET_ENTRIES`); without it such a folder is refused.
     """
 
     def __init__(
@@ -218,6 +240,7 @@ class PairSynthesizer:
         batch_size: int = 8,
         weights: str | Path | None = None,
         progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
         for key, value in (("num_samples", num_samples), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -237,6 +260,7 @@ class PairSynthesizer:
         self.batch_size = batch_size
         self.weights = weights
         self.progress = progress
+        self.overwrite = overwrite
 
     def manifest(self) -> dict:
         """The options that define the set (everything but its size)."""
@@ -251,21 +275,53 @@ class PairSynthesizer:
             "masks": self.masks.describe(),
         }
 
-    def _check_manifest(self) -> None:
-        path = self.output_dir / MANIFEST_NAME
+    def _claim_output(self) -> None:
+        """Make ``output_dir`` this set's folder: mark it and write the manifest (see the module docstring).
+
+        Raises:
+            InputDataError: the folder holds files without the synthesiser's marker, is a cohort another command
+                wrote, or holds a set made with other options and ``overwrite`` is off.
+        """
+        out = self.output_dir
         manifest = json.loads(json.dumps(self.manifest()))
-        if path.is_file():
-            previous = json.loads(path.read_text())
-            if previous != manifest:
-                changed = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
-                raise ConfigError(
-                    "output_dir",
-                    str(self.output_dir),
-                    f"a new folder: it holds pairs made with other options ({', '.join(changed)} differ; only the number may change)",
+        previous = _read_manifest(out / MANIFEST_NAME)
+        marker = read_marker(out)
+        names = {p.name for p in out.iterdir()} - {MARKER_NAME} if out.is_dir() else set()
+        if marker is None and names and not (previous == manifest and names <= set(SET_ENTRIES)):
+            raise InputDataError(
+                out,
+                f"holds files that monai-fetal synthesize did not write (no {MARKER_NAME} marker of it), which it never "
+                "writes into or replaces",
+                "choose a new output folder for the synthetic pairs",
+            )
+        if marker is not None and marker.get("command") != _COMMAND:
+            raise InputDataError(
+                out,
+                f"is a cohort written by monai-fetal {marker.get('command')}, not a synthetic set; synthesize never writes into it",
+                "choose a new output folder for the synthetic pairs",
+            )
+        if previous is not None and previous != manifest:
+            changed = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
+            if not self.overwrite:
+                raise InputDataError(
+                    out,
+                    f"holds synthetic pairs made with other options ({', '.join(changed)} differ; only the number may change)",
+                    "choose a new output folder, or pass --overwrite (the bundle's overwrite: true) to replace that set",
                 )
-        elif self.output_dir.is_dir() and any(self.output_dir.iterdir()):
-            raise InputDataError(self.output_dir, "exists and is not a synthetic cohort", "choose a new output folder")
-        write_json_atomic(path, manifest)
+            logger.info("replacing the synthetic set in %s (%s differ)", out, ", ".join(changed))
+            self._remove_set()
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, _COMMAND, SET_ENTRIES)
+        write_json_atomic(out / MANIFEST_NAME, manifest)
+
+    def _remove_set(self) -> None:
+        """Delete the set's entries, its manifest last: a folder with a manifest holds only that manifest's pairs."""
+        for name in SET_ENTRIES:
+            path = self.output_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def _remove_leftovers(self) -> None:
         """Delete temporary files of a killed run (``atomic_path`` names start with a dot)."""
@@ -303,9 +359,13 @@ class PairSynthesizer:
         write_pair(self.output_dir, self.case_id(index), pixels, mask)
 
     def run(self) -> Path:
-        """Write the missing pairs, then ``datalist.json`` of all ``num_samples``; returns the datalist path."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._check_manifest()
+        """Write the missing pairs, then ``datalist.json`` of all ``num_samples``, under a lock on the folder; returns
+        the datalist path."""
+        with output_lock(self.output_dir):
+            return self._run()
+
+    def _run(self) -> Path:
+        self._claim_output()
         self._remove_leftovers()
         todo = self.missing()
         logger.info("%d of %d pairs to synthesise in %s", len(todo), self.num_samples, self.output_dir)
