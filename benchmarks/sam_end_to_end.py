@@ -88,7 +88,7 @@ def precision_case(precision: str, device_name: str, cohort: str, images: int, r
     for item in items:
         mask = torch.as_tensor(read_mask(item["label"]) > 0).T.float()  # MONAI's [W, H] order, as LoadImaged gives
         decoded.append((load({"image": item["image"]}), mask))
-    prepare = SamPrepareBatch(label_key="none")
+    prepare = SamPrepareBatch()
 
     def segment(sample: dict, mask: torch.Tensor, times: dict[str, float]) -> float:
         start = time.perf_counter()
