@@ -12,8 +12,8 @@ from ignite.engine import Engine, Events
 from monai.transforms import Compose, RandGaussianNoised
 
 from monai_fetal.config_checks import check_choice, check_positive
-from monai_fetal.data.cohort import CohortItem, write_cohort_index, write_pair
-from monai_fetal.data.mixing import load_cohort_items, mix_real_synthetic
+from monai_fetal.data.cohort import Cohort, CohortItem, write_pair
+from monai_fetal.data.mixing import mix_real_synthetic
 from monai_fetal.engines import AugmentationVariantDataset, ResumableCheckpointSaver, ResumeHandler, SamPrepareBatch, latest_checkpoint
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.embedding_cache import EmbeddingCache, module_fingerprint
@@ -140,12 +140,12 @@ def _cohort(root, name, n, synthetic=False):
         mask[4:12, 4:12] = 1
         write_pair(root, f"{name}{i}", rng.integers(0, 255, (16, 16), dtype=np.uint8), mask)
         items.append(CohortItem(f"{name}{i}", f"{name}{i}", name, synthetic=synthetic))
-    write_cohort_index(root, items, name)
+    Cohort.write(root, items, name)
     return root
 
 
 def test_mixing_draws_the_ratio_of_synthetic_items(tmp_path):
-    real = load_cohort_items(_cohort(tmp_path / "real", "r", 4))
+    real = Cohort(_cohort(tmp_path / "real", "r", 4)).items()
     synthetic_dir = _cohort(tmp_path / "syn", "s", 10, synthetic=True)
     assert mix_real_synthetic(real, "", 2.0) == real
     mixed = mix_real_synthetic(real, synthetic_dir, 2.0, seed=3)

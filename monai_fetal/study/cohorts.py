@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_fetal.atomic import write_json_atomic
-from monai_fetal.data.cohort import DATALIST_NAME, write_pair
+from monai_fetal.data.cohort import Cohort, write_pair
 from monai_fetal.data.io import read_image, to_uint8
 from monai_fetal.data.patients import patient_of
 from monai_fetal.data.prepare import ensure_cohort
@@ -36,8 +35,8 @@ def cohort_name(src: str | Path) -> str:
 
 
 def cohort_items(cohort: str | Path) -> list[dict]:
-    """The datalist items of a prepared cohort folder."""
-    return json.loads((Path(cohort) / DATALIST_NAME).read_text())["training"]
+    """The datalist items of a prepared cohort folder (paths relative to it)."""
+    return Cohort(cohort).entries()
 
 
 def _patient(item: dict) -> str:
@@ -106,5 +105,5 @@ def split_part_cohort(cohort_dir: str | Path, split_file: str | Path, out: str |
             entry, image, mask = _mirrored(items[0], cohort_dir)
             write_pair(staging, entry["id"], to_uint8(image), mask)
             entries.append(entry)
-        write_json_atomic(staging / DATALIST_NAME, {"name": out.name, "numTraining": len(entries), "training": entries})
+        Cohort.write(staging, entries, out.name)
     return out
