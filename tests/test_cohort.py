@@ -31,7 +31,11 @@ def test_cohort_writes_and_reads_its_datalist_spacing_and_unlabelled_images(tmp_
     _pairs(root, ["001_HC", "002_HC", "003_HC"])
     cohort = Cohort.write(
         root,
-        [CohortItem("001_HC", "001", "c", spacing=0.1, hc_mm=150.0), CohortItem("002_HC", "002", "c"), {"image": "images/003_HC.png", "label": "masks/003_HC.png", "id": "003_HC", "patient": "003", "cohort": "c"}],
+        [
+            CohortItem("001_HC", "001", "c", spacing=0.1, hc_mm=150.0),
+            CohortItem("002_HC", "002", "c"),
+            {"image": "images/003_HC.png", "label": "masks/003_HC.png", "id": "003_HC", "patient": "003", "cohort": "c"},
+        ],
         "mine",
     )
     assert cohort == Cohort(root) and cohort.datalist == root / "datalist.json"

@@ -369,8 +369,8 @@ class Cohort:
 
     @classmethod
     def write(cls, root: str | Path, items: Iterable[CohortItem | dict], name: str | None = None) -> Cohort:
-        """Write ``datalist.json`` (and ``spacing.csv`` where :class:`CohortItem` s know their spacing) for pairs
-        already written under ``root``; datalist entries given as dicts are written as they are."""
+        """Write ``datalist.json`` for pairs already written under ``root``, and ``spacing.csv`` for the
+        :class:`CohortItem` entries whose spacing is known; entries given as dicts are written as they are."""
         root = Path(root)
         items = list(items)
         spaced = [item for item in items if isinstance(item, CohortItem) and item.spacing is not None]

@@ -102,6 +102,8 @@ class ResumableCheckpointSaver(CheckpointSaver):
             self._interval_checkpoint.save_handler = _AtomicSaver(self.save_dir)
         if self._key_metric_checkpoint is not None:
             self._key_metric_checkpoint.save_handler = _AtomicSaver(self.save_dir, key_metric_filename)
+        if self._final_checkpoint is not None:
+            self._final_checkpoint.save_handler = _AtomicSaver(self.save_dir, self._final_filename)
 
     def metrics_completed(self, engine: Engine) -> None:
         score = self._key_metric_checkpoint.score_function(engine)
