@@ -76,19 +76,19 @@ def precision_case(precision: str, device_name: str, cohort: str, images: int, r
     from monai.metrics import compute_dice
 
     from monai_fetal.data.io import read_mask
-    from monai_fetal.data.mixing import load_cohort_items
+    from monai_fetal.data.cohort import Cohort
     from monai_fetal.engines import SamPrepareBatch
 
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     with tempfile.TemporaryDirectory() as out:
         load, framing, network, inferer, postprocessing = _components(precision, device_name, Path(out))
-    items = load_cohort_items(cohort)[:images]
+    items = Cohort(cohort).items()[:images]
     decoded = []
     for item in items:
         mask = torch.as_tensor(read_mask(item["label"]) > 0).T.float()  # MONAI's [W, H] order, as LoadImaged gives
         decoded.append((load({"image": item["image"]}), mask))
-    prepare = SamPrepareBatch(label_key="none")
+    prepare = SamPrepareBatch()
 
     def segment(sample: dict, mask: torch.Tensor, times: dict[str, float]) -> float:
         start = time.perf_counter()

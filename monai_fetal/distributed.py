@@ -1,17 +1,14 @@
-"""Helpers for ``torchrun`` runs of the bundles: process group, device per rank, rank-0-first work."""
+"""Helpers for ``torchrun`` runs of the bundles: process group and device per rank (rank-0-first work is
+ignite's ``ignite.distributed.one_rank_first``)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "local_device", "is_rank_zero", "rank_zero_first"]
-
-T = TypeVar("T")
+__all__ = ["init_distributed", "local_device", "is_rank_zero"]
 
 
 def init_distributed() -> str:
@@ -34,16 +31,3 @@ def local_device() -> torch.device:
 def is_rank_zero() -> bool:
     """True on rank 0 of a process group, and in a run without one."""
     return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def rank_zero_first(function: Callable[..., T], *args, **kwargs) -> T:
-    """Call ``function`` on rank 0, wait for it, then on the other ranks (which find its files written).
-
-    For idempotent preparation steps (cohort folder, split file) that every rank needs but only one
-    should write. Without a process group it is a plain call.
-    """
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return function(*args, **kwargs)
-    result = function(*args, **kwargs) if dist.get_rank() == 0 else None
-    dist.barrier()
-    return result if dist.get_rank() == 0 else function(*args, **kwargs)

@@ -33,6 +33,7 @@ __all__ = [
     "owned_entries",
     "read_marker",
     "staged_folder",
+    "staging_folder",
     "write_marker",
 ]
 
@@ -186,11 +187,34 @@ def _check_replaceable(out: Path) -> list[str]:
     return [name for name in names if name not in (owned or set()) and name != MARKER_NAME]
 
 
-def _remove_stale_staging(out: Path) -> None:
-    """Staging folders of ``out`` left by killed runs (called under the lock, so no live run owns one)."""
+@contextmanager
+def staging_folder(out: str | Path) -> Iterator[Path]:
+    """Yield a new empty folder beside ``out`` (``.NAME.partial-XXXX``, the usual permissions) to build ``out`` in;
+    the block renames it (or what it built there) into place. Whatever is left of it is removed after the block,
+    also when it fails or is interrupted.
+
+    Staging folders of ``out`` left by killed runs are removed first: call it under :func:`output_lock` (``out``'s),
+    so that no live run owns one.
+
+    Raises:
+        InputDataError: the folder that would hold ``out`` cannot be written.
+    """
+    out = Path(out)
     for stale in out.parent.glob(f".{glob.escape(out.name)}.partial*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as err:
+        if err.errno in _NOT_WRITABLE:
+            raise _not_writable(out, err) from err
+        raise
+    try:
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes folders private; give them the usual permissions
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager
@@ -208,15 +232,7 @@ def staged_folder(out: str | Path, command: str) -> Iterator[Path]:
     """
     out = _absolute(out)
     kept = _check_replaceable(out)
-    _remove_stale_staging(out)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    except OSError as err:
-        if err.errno in _NOT_WRITABLE:
-            raise _not_writable(out, err) from err
-        raise
-    try:
-        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes folders private; give them the usual permissions
+    with staging_folder(out) as staging:
         yield staging
         written = sorted(p.name for p in staging.iterdir())
         clash = sorted(set(written) & set(kept))
@@ -226,8 +242,6 @@ def staged_folder(out: str | Path, command: str) -> Iterator[Path]:
             )
         write_marker(staging, command, written)
         _swap(staging, out, kept)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _swap(staging: Path, out: Path, kept: list[str]) -> None:

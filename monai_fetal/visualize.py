@@ -6,7 +6,6 @@ Matplotlib is used through its Agg canvas directly (no pyplot state), so figures
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from monai_fetal.atomic import atomic_path
-from monai_fetal.data.cohort import DATALIST_NAME
+from monai_fetal.data.cohort import Cohort
 from monai_fetal.data.io import read_image
-from monai_fetal.errors import ConfigError, InputDataError
+from monai_fetal.errors import ConfigError
 from monai_fetal.shape.ellipse import Ellipse
 
 __all__ = ["save_pair_grid", "save_measurement_overlay", "load_cohort_pairs"]
@@ -147,10 +146,7 @@ def load_cohort_pairs(
     if n < 1:
         raise ConfigError("n", n, "an integer >= 1")
     root = Path(cohort_dir)
-    datalist = root / DATALIST_NAME
-    if not datalist.is_file():
-        raise InputDataError(datalist, "not found", "give a cohort folder (written by prepare or the phantom)")
-    items = json.loads(datalist.read_text())["training"]
+    items = Cohort(root).entries()
     chosen = sorted(np.random.default_rng(seed).permutation(len(items))[:n].tolist())
     images, masks, ids = [], [], []
     for index in chosen:

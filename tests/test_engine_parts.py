@@ -12,9 +12,9 @@ from ignite.engine import Engine, Events
 from monai.transforms import Compose, RandGaussianNoised
 
 from monai_fetal.config_checks import check_choice, check_positive
-from monai_fetal.data.cohort import CohortItem, write_cohort_index, write_pair
-from monai_fetal.data.mixing import load_cohort_items, mix_real_synthetic
-from monai_fetal.engines import AugmentationVariantDataset, BestModelSaver, ResumableCheckpointSaver, ResumeHandler, latest_checkpoint
+from monai_fetal.data.cohort import Cohort, CohortItem, write_pair
+from monai_fetal.data.mixing import mix_real_synthetic
+from monai_fetal.engines import AugmentationVariantDataset, ResumableCheckpointSaver, ResumeHandler, SamPrepareBatch, latest_checkpoint
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.embedding_cache import EmbeddingCache, module_fingerprint
 
@@ -81,7 +81,7 @@ def _toy_training(tmp_path, max_epochs, stop_at=None):
 
     trainer = Engine(step)
     evaluator = Engine(lambda e, b: None)
-    best = BestModelSaver(net, tmp_path / "model.pt", "score")
+    best = _best_model_saver(tmp_path, net, "score")
 
     @evaluator.on(Events.EPOCH_COMPLETED)
     def score(engine):
@@ -98,19 +98,33 @@ def _toy_training(tmp_path, max_epochs, stop_at=None):
     return trainer, best
 
 
+def _best_model_saver(folder, net, metric):
+    """The train config's best-model saver: MONAI's key-metric ``CheckpointSaver`` writing ``model.pt``."""
+    return ResumableCheckpointSaver(
+        str(folder), {"network": net}, save_key_metric=True, key_metric_name=metric, key_metric_filename="model.pt"
+    )
+
+
+def _best(saver) -> float:
+    return max(priority for priority, _ in saver.state_dict()["_saved"])
+
+
 def test_resume_continues_from_last_epoch_and_keeps_best(tmp_path):
     torch.manual_seed(0)
     trainer, best = _toy_training(tmp_path, max_epochs=5, stop_at=2)
     assert trainer.state.epoch == 2
     assert latest_checkpoint(tmp_path).name == "checkpoint_epoch=2.pt"
-    best_before = best.best
+    best_before = _best(best)
+    model_before = torch.load(tmp_path / "model.pt", weights_only=True)
     resumed, best_after = _toy_training(tmp_path, max_epochs=5)
     assert resumed.state.epoch == 5
     assert [p.name for p in tmp_path.glob("checkpoint_*")] == ["checkpoint_epoch=5.pt"]  # not the first run's epoch 2
-    assert best_after.best >= best_before
-    assert math.isfinite(best_after.best)
+    assert math.isfinite(_best(best_after)) and _best(best_after) >= best_before
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert set(state) == {"weight", "bias"}
+    if _best(best_after) == best_before:  # the resumed run found no better model: the first run's is kept
+        assert all(torch.equal(state[k], model_before[k]) for k in state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_epoch=5.pt", "model.pt"]  # atomic: no temporary file left
 
 
 def test_latest_checkpoint_is_none_without_files(tmp_path):
@@ -126,12 +140,12 @@ def _cohort(root, name, n, synthetic=False):
         mask[4:12, 4:12] = 1
         write_pair(root, f"{name}{i}", rng.integers(0, 255, (16, 16), dtype=np.uint8), mask)
         items.append(CohortItem(f"{name}{i}", f"{name}{i}", name, synthetic=synthetic))
-    write_cohort_index(root, items, name)
+    Cohort.write(root, items, name)
     return root
 
 
 def test_mixing_draws_the_ratio_of_synthetic_items(tmp_path):
-    real = load_cohort_items(_cohort(tmp_path / "real", "r", 4))
+    real = Cohort(_cohort(tmp_path / "real", "r", 4)).items()
     synthetic_dir = _cohort(tmp_path / "syn", "s", 10, synthetic=True)
     assert mix_real_synthetic(real, "", 2.0) == real
     mixed = mix_real_synthetic(real, synthetic_dir, 2.0, seed=3)
@@ -157,20 +171,65 @@ def test_config_checks_name_the_key():
     assert json.dumps(check_positive("n", 0, allow_zero=True)) == "0"
 
 
-def test_best_model_saver_skips_the_baseline_epoch_and_other_ranks(tmp_path):
+def test_best_model_saver_skips_the_baseline_epoch_nan_and_other_ranks(tmp_path, monkeypatch):
+    import ignite.distributed as idist
+
     net = torch.nn.Linear(1, 1)
     engine = Engine(lambda e, b: None)
     engine.state.metrics = {"val_dice": 0.9}
     engine.state.epoch = 0
-    saver = BestModelSaver(net, tmp_path / "model.pt", "val_dice")
-    saver(engine)
-    assert not (tmp_path / "model.pt").exists() and saver.best_epoch == -1
-    engine.state.epoch = 1
-    silent = BestModelSaver(net, tmp_path / "model.pt", "val_dice", write=False)
-    silent(engine)
-    assert not (tmp_path / "model.pt").exists() and silent.best_epoch == 1
-    saver(engine)
+    saver = _best_model_saver(tmp_path, net, "val_dice")
+    saver.metrics_completed(engine)
+    assert not (tmp_path / "model.pt").exists() and saver.state_dict()["_saved"] == []
+    engine.state.epoch, engine.state.metrics = 1, {"val_dice": math.nan}
+    saver.metrics_completed(engine)
+    assert not (tmp_path / "model.pt").exists() and saver.state_dict()["_saved"] == []
+    engine.state.metrics = {"val_dice": 0.9}
+    with monkeypatch.context() as patch:
+        patch.setattr(idist, "get_rank", lambda: 1)
+        silent = _best_model_saver(tmp_path, net, "val_dice")
+        silent.metrics_completed(engine)
+    assert not (tmp_path / "model.pt").exists() and _best(silent) == 0.9
+    saver.metrics_completed(engine)
     assert set(torch.load(tmp_path / "model.pt", weights_only=True)) == {"weight", "bias"}
+    with torch.no_grad():
+        net.weight += 1
+    engine.state.epoch, engine.state.metrics = 2, {"val_dice": 0.8}
+    saver.metrics_completed(engine)  # worse: model.pt keeps the epoch-1 network
+    assert not torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], net.weight)
+    engine.state.epoch, engine.state.metrics = 3, {"val_dice": 0.95}
+    saver.metrics_completed(engine)
+    assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], net.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_best_model_is_replaced_never_removed(tmp_path, monkeypatch):
+    """A better model replaces ``model.pt`` by a rename: there is no moment without one (MONAI removes it first)."""
+    from ignite.handlers import DiskSaver
+
+    net = torch.nn.Linear(1, 1)
+    engine = Engine(lambda e, b: None)
+    saver = _best_model_saver(tmp_path, net, "val_dice")
+    seen = []
+    original = DiskSaver._save_func
+
+    def save(self, checkpoint, path, func):
+        seen.append((tmp_path / "model.pt").exists())
+        original(self, checkpoint, path, func)
+
+    monkeypatch.setattr(DiskSaver, "_save_func", save)
+    for epoch, dice in ((1, 0.5), (2, 0.7)):
+        engine.state.epoch, engine.state.metrics = epoch, {"val_dice": dice}
+        saver.metrics_completed(engine)
+    assert seen == [False, True]
+
+
+def test_sam_prepare_batch_passes_the_box_and_no_box_without_one():
+    image, label, box = torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8), torch.tensor([[0.0, 1, 5, 6], [1, 1, 7, 7]])
+    prepared = SamPrepareBatch()({"image": image, "label": label, "box": box})
+    assert prepared[0] is image and prepared[1] is label and prepared[2] == () and torch.equal(prepared[3]["boxes"], box)
+    image_only, no_label, args, kwargs = SamPrepareBatch()({"image": image})
+    assert image_only is image and no_label is None and args == () and kwargs == {}
 
 
 def test_resume_from_a_checkpoint_of_another_configuration_names_it(tmp_path):
@@ -180,3 +239,30 @@ def test_resume_from_a_checkpoint_of_another_configuration_names_it(tmp_path):
     ResumeHandler(tmp_path, {"network": large}).attach(engine)
     with pytest.raises(InputDataError, match=r"checkpoint_epoch=1.pt.*cannot be resumed.*new output folder"):
         engine.run([0], max_epochs=1)
+
+
+def test_evaluation_report_writes_per_image_csv_and_metrics_json(tmp_path):
+    """The ``MetricsSaver`` subclass keeps the report users read: one CSV row per image, summary with failures."""
+    import csv
+
+    from monai_fetal.engines import EvaluationReportWriter
+
+    batches = [[{"id": "a"}, {"id": "b"}], [{"id": "c"}, {}]]
+    details = {"dice": torch.tensor([[0.9], [0.8], [0.7], [math.nan]]), "hd95": torch.tensor([[1.0, 3.0], [2.0, 2.0], [4.0, 4.0], [5.0, 5.0]])}
+    engine = Engine(lambda e, batch: batch)
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def metric_handlers(e):  # what MONAI's metric handlers with save_details=True leave (attached before the writer)
+        e.state.metric_details = dict(details)
+
+    EvaluationReportWriter(tmp_path, "gt_box", extra={"model": "lite_medsam"}).attach(engine)
+    engine.run(batches, max_epochs=1)
+    with (tmp_path / "per_image.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == ["a", "b", "c", "case_3"]
+    assert [float(r["hd95"]) for r in rows] == [2.0, 2.0, 4.0, 5.0] and rows[3]["dice"] == "nan"
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["n"] == 4 and summary["prompt"] == "gt_box" and summary["model"] == "lite_medsam"
+    assert summary["dice_mean"] == pytest.approx(0.8) and summary["dice_median"] == pytest.approx(0.8) and summary["dice_failures"] == 1
+    assert summary["hd95_mean"] == pytest.approx(13 / 4) and summary["hd95_failures"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "per_image.csv"]  # not MetricsSaver's own files

@@ -47,12 +47,12 @@ if hc18_available():
     spacing = {p.name: float(table[p.name]["pixel size(mm)"]) for p in images}
     reference_hc = {p.name: float(table[p.name]["head circumference (mm)"]) for p in images}
 else:
-    from monai_fetal.data.mixing import load_cohort_items
+    from monai_fetal.data.cohort import Cohort
     from monai_fetal.data.phantom import make_phantom_cohort
 
     cohort = args.out / "phantom"
     make_phantom_cohort(cohort, count, seed=1)
-    items = load_cohort_items(cohort)
+    items = Cohort(cohort).items()
     images = [Path(item["image"]) for item in items]
     spacing = {Path(item["image"]).name: item["spacing"] for item in items}
     reference_hc = {Path(item["image"]).name: item["hc_mm"] for item in items}

@@ -1,7 +1,9 @@
-"""Cohort folders: finding cases in the HC18 layout or a cohort folder, and writing cohort folders.
+"""Cohort folders: finding cases in the HC18 layout or a cohort folder, and reading and writing prepared cohorts
+(:class:`Cohort`).
 
 A cohort folder holds ``images/<id>.png``, ``masks/<id>.png`` (filled, 0/255), optional
-``spacing.csv`` (``id,mm_per_pixel[,patient][,hc_mm]``) and ``datalist.json`` (a MONAI datalist).
+``spacing.csv`` (``id,mm_per_pixel[,patient][,hc_mm]``), ``datalist.json`` (a MONAI datalist) and optional
+``unlabelled/`` (images without masks).
 The HC18 layout is any ``<id>.png`` beside ``<id>_Annotation.png`` (outline or filled), flat or in
 ``images/`` + ``annotations/``: HC18's ``NNN_HC`` names, FETAL_PLANES_DB's ``Patient01234_Plane3_1_of_2``
 names, or any other.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,15 +22,30 @@ from pathlib import Path
 import numpy as np
 
 from monai_fetal.atomic import write_json_atomic, write_text_atomic
+from monai.data import load_decathlon_datalist
+
 from monai_fetal.data.io import IMAGE_SUFFIXES, read_mask, strip_suffix, write_png
 from monai_fetal.data.patients import patient_of
 from monai_fetal.errors import InputDataError, summarise
 from monai_fetal.shape.outline import fill_head_annotation
 
-__all__ = ["Case", "CohortItem", "find_cases", "read_filled_masks", "spacing_table", "write_pair", "write_cohort_index", "DATALIST_NAME", "SPACING_NAME"]
+__all__ = [
+    "Case",
+    "Cohort",
+    "CohortItem",
+    "find_cases",
+    "image_files",
+    "read_filled_masks",
+    "spacing_table",
+    "write_pair",
+    "DATALIST_NAME",
+    "SPACING_NAME",
+    "UNLABELLED_DIR",
+]
 
 DATALIST_NAME = "datalist.json"
 SPACING_NAME = "spacing.csv"
+UNLABELLED_DIR = "unlabelled"
 HC18_CSV_NAMES = ("training_set_pixel_size_and_HC.csv", "test_set_pixel_size.csv")
 _ANNOTATION = "_Annotation"
 
@@ -73,12 +91,15 @@ class CohortItem:
         return entry
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files (``.png``, ``.nii.gz``, ``.nrrd``...) of ``folder``, by name, hidden files left out."""
+    return [
+        p for p in sorted(Path(folder).iterdir()) if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES)
+    ]
+
+
 def _images_in(folder: Path) -> dict[str, Path]:
-    return {
-        strip_suffix(p.name): p
-        for p in sorted(folder.iterdir())
-        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES)
-    }
+    return {strip_suffix(p.name): p for p in image_files(folder)}
 
 
 def _number(row: dict, column: str, path: Path, line: int) -> float | None:
@@ -296,27 +317,70 @@ def write_pair(root: str | Path, case_id: str, image: np.ndarray, mask: np.ndarr
     write_png(root / "images" / f"{case_id}.png", image)
 
 
-def write_cohort_index(root: str | Path, items: Iterable[CohortItem], name: str | None = None) -> Path:
-    """Write ``datalist.json`` (and ``spacing.csv`` where spacing is known) for pairs already written.
+@dataclass(frozen=True)
+class Cohort:
+    """A prepared cohort folder (``images/``, ``masks/``, ``datalist.json``, optional ``spacing.csv`` and
+    ``unlabelled/``): what every command reads, and what ``prepare``, the phantom and the synthesiser write.
 
-    Returns:
-        the path of the datalist.
+    ``Cohort(root).items()`` are the datalist's items with absolute paths (MONAI's
+    ``load_decathlon_datalist``), ``entries()`` the same as written (paths relative to ``root``).
     """
-    root = Path(root)
-    items = list(items)
-    spaced = [item for item in items if item.spacing is not None]
-    if spaced:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["id", "mm_per_pixel", "patient", "hc_mm"])
-        for item in spaced:
-            writer.writerow([item.id, item.spacing, item.patient, "" if item.hc_mm is None else item.hc_mm])
-        write_text_atomic(root / SPACING_NAME, buffer.getvalue())
-    datalist = {
-        "name": name or root.name,
-        "numTraining": len(items),
-        "training": [item.to_datalist() for item in items],
-    }
-    path = root / DATALIST_NAME
-    write_json_atomic(path, datalist)
-    return path
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def datalist(self) -> Path:
+        """The path of ``datalist.json``."""
+        return self.root / DATALIST_NAME
+
+    def _check_prepared(self) -> None:
+        if not self.datalist.is_file():
+            raise InputDataError(self.datalist, "not found", f"prepare the cohort first: monai-fetal prepare SRC {self.root}")
+
+    def entries(self, key: str = "training") -> list[dict]:
+        """The datalist's ``key`` items as written (paths relative to the folder).
+
+        Raises:
+            InputDataError: the folder has no datalist (it was not prepared).
+        """
+        self._check_prepared()
+        return json.loads(self.datalist.read_text())[key]
+
+    def items(self, key: str = "training") -> list[dict]:
+        """The datalist's ``key`` items with absolute paths.
+
+        Raises:
+            InputDataError: the folder has no datalist (it was not prepared).
+        """
+        self._check_prepared()
+        return load_decathlon_datalist(str(self.datalist), data_list_key=key, base_dir=str(self.root))
+
+    def spacing(self) -> dict[str, float]:
+        """Pixel sizes (mm) by image id (:func:`spacing_table`)."""
+        return spacing_table(self.root)
+
+    def unlabelled_images(self) -> list[Path]:
+        """The images of ``unlabelled/`` (empty where the folder has none)."""
+        folder = self.root / UNLABELLED_DIR
+        return image_files(folder) if folder.is_dir() else []
+
+    @classmethod
+    def write(cls, root: str | Path, items: Iterable[CohortItem | dict], name: str | None = None) -> Cohort:
+        """Write ``datalist.json`` for pairs already written under ``root``, and ``spacing.csv`` for the
+        :class:`CohortItem` entries whose spacing is known; entries given as dicts are written as they are."""
+        root = Path(root)
+        items = list(items)
+        spaced = [item for item in items if isinstance(item, CohortItem) and item.spacing is not None]
+        if spaced:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["id", "mm_per_pixel", "patient", "hc_mm"])
+            for item in spaced:
+                writer.writerow([item.id, item.spacing, item.patient, "" if item.hc_mm is None else item.hc_mm])
+            write_text_atomic(root / SPACING_NAME, buffer.getvalue())
+        entries = [item.to_datalist() if isinstance(item, CohortItem) else item for item in items]
+        write_json_atomic(root / DATALIST_NAME, {"name": name or root.name, "numTraining": len(entries), "training": entries})
+        return cls(root)

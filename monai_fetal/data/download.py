@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -12,7 +10,7 @@ from monai.apps.utils import HashCheckError, check_hash, download_url, extractal
 
 from monai_fetal.data.cohort import find_cases
 from monai_fetal.errors import InputDataError
-from monai_fetal.staging import output_lock
+from monai_fetal.staging import output_lock, staging_folder
 
 __all__ = ["download_hc18", "HC18_URL", "HC18_CSV_URL", "HC18_MD5", "HC18_CSV_MD5", "HC18_FOLDER", "HC18_CSV_NAME"]
 
@@ -102,10 +100,7 @@ def download_hc18(
             )
         archive = root / _ARCHIVE_NAME
         _fetch(url, archive, md5, progress)
-        for stale in root.glob(f".{HC18_FOLDER}.partial*"):  # of killed runs: no live run holds the lock
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{HC18_FOLDER}.partial-", dir=root))
-        try:
+        with staging_folder(target) as staging:
             try:
                 extractall(archive, staging, file_type="zip", has_base=False)
             except zipfile.BadZipFile as err:
@@ -118,8 +113,6 @@ def download_hc18(
             _fetch(csv_url, extracted / HC18_CSV_NAME, csv_md5, progress)
             find_cases(extracted)
             extracted.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         if not keep_archive:
             archive.unlink()
     return target

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage, signal
 from tqdm import tqdm
 
-from monai_fetal.data.cohort import DATALIST_NAME, CohortItem, write_cohort_index, write_pair
+from monai_fetal.data.cohort import Cohort, CohortItem, write_pair
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
 from monai_fetal.staging import check_no_overlap, output_lock, staged_folder
@@ -424,7 +424,7 @@ def make_phantom_cohort(
     _check_size(size)
     out = Path(out)
     check_no_overlap(out, [], replaced=True)
-    datalist = out / DATALIST_NAME
+    datalist = Cohort(out).datalist
     with output_lock(out):
         if out.is_dir() and not overwrite:
             if datalist.is_file():
@@ -442,5 +442,5 @@ def make_phantom_cohort(
                 write_pair(staging, case_id, image, mask)
                 hc_mm = round(fit_ellipse_to_mask(mask).circumference() * spacing, 2)
                 items.append(CohortItem(case_id, case_id, COHORT_NAME, spacing, hc_mm))
-            write_cohort_index(staging, items, COHORT_NAME)
+            Cohort.write(staging, items, COHORT_NAME)
     return datalist

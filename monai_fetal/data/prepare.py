@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from monai_fetal.data.cohort import DATALIST_NAME, Case, CohortItem, find_cases, write_cohort_index, write_pair
+from monai_fetal.data.cohort import Case, Cohort, CohortItem, find_cases, write_pair
 from monai_fetal.data.io import read_image, read_mask, to_uint8
 from monai_fetal.errors import InputDataError, summarise
 from monai_fetal.shape.outline import fill_head_annotation
@@ -67,7 +67,7 @@ def prepare_cohort(
     """
     src, out = Path(src), Path(out)
     check_no_overlap(out, [], cohorts=[src], replaced=True)
-    datalist = out / DATALIST_NAME
+    datalist = Cohort(out).datalist
     with output_lock(out):
         if out.is_dir() and not overwrite:
             if datalist.is_file():
@@ -79,14 +79,14 @@ def prepare_cohort(
         name = cohort or _cohort_name(src)
         with staged_folder(out, "prepare") as staging:
             items = _write_cases(cases, staging, name, skip_bad, progress, src)
-            write_cohort_index(staging, items, name)
+            Cohort.write(staging, items, name)
     return datalist
 
 
 def _cohort_name(src: Path) -> str:
     """The name in ``src``'s datalist when it is a prepared cohort, else its folder's name."""
     try:
-        name = json.loads((src / DATALIST_NAME).read_text()).get("name")
+        name = json.loads(Cohort(src).datalist.read_text()).get("name")
     except (OSError, ValueError, AttributeError):
         name = None
     return name if isinstance(name, str) and name else src.resolve().name
@@ -121,7 +121,7 @@ def ensure_cohort(src: str | Path, prepared: str | Path) -> str:
 
     Lets bundles take either a cohort folder or a raw HC18 folder as ``dataset_dir``.
     """
-    if (Path(src) / DATALIST_NAME).is_file():
+    if Cohort(src).datalist.is_file():
         return str(src)
     prepare_cohort(src, prepared, progress=False)
     return str(prepared)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from monai_fetal.data.io import IMAGE_SUFFIXES, strip_suffix
+from monai_fetal.data.cohort import UNLABELLED_DIR, Cohort, image_files
+from monai_fetal.data.io import strip_suffix
+from monai_fetal.data.patients import patient_of
 from monai_fetal.errors import ConfigError, InputDataError
 
-__all__ = ["UNLABELLED_DIR", "PROTOCOL_PARTS", "protocol_folder", "unlabelled_items"]
+__all__ = ["PROTOCOL_PARTS", "HELD_OUT_PARTS", "protocol_folder", "unlabelled_items"]
 
-UNLABELLED_DIR = "unlabelled"
+HELD_OUT_PARTS = ("validation", "test")
+"""Split parts whose images (and their patients' other images) are never trained on without masks."""
 PROTOCOL_PARTS = ("unlabelled_pool", "labelled_pool")
 """Protocol parts a model may train on without masks; the protocol's ``test`` part never is."""
 
@@ -41,7 +44,20 @@ def _protocol_images(folder: Path, protocol: Path, part: str) -> list[Path]:
     return [images / n for n in names]
 
 
-def unlabelled_items(folder: str | Path, protocol: str | Path | None = None, part: str = "unlabelled_pool") -> list[dict]:
+def _held_out_patients(split: Path) -> set[str]:
+    """The patients of a split's validation and test images: their datalist ``patient`` and what their ids tell
+    (:func:`patient_of`, the id itself where it tells nothing)."""
+    try:
+        content = json.loads(split.read_text())
+        items = [item for key in HELD_OUT_PARTS for item in content.get(key) or []]
+        return {str(item.get("patient") or item["id"]) for item in items} | {patient_of(str(item["id"])) for item in items}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise InputDataError(split, f"is not a readable split file ({err})", "give the split.json that monai-fetal split or finetune wrote") from err
+
+
+def unlabelled_items(
+    folder: str | Path, protocol: str | Path | None = None, part: str = "unlabelled_pool", split: str | Path | None = None
+) -> list[dict]:
     """``[{"image": path, "id": id}]`` of images to train on without their masks.
 
     Args:
@@ -50,9 +66,12 @@ def unlabelled_items(folder: str | Path, protocol: str | Path | None = None, par
         protocol: a benchmark protocol JSON; when given, exactly the images of its ``part`` are taken
             from ``folder`` (annotations are never read).
         part: the protocol part (``unlabelled_pool`` by default; ``test`` is refused).
+        split: a split file (``split.json`` of ``finetune``): its validation and test images, and every other image
+            of their patients, are left out, so a cohort without ``unlabelled/`` (whose ``images/`` hold them) never
+            lets self-training see what the run is validated or tested on.
 
     Raises:
-        InputDataError: the folder or a listed image is missing, or no image is found.
+        InputDataError: the folder, a listed image or the split is missing, or no image is found (or none is left).
         ConfigError: ``part`` is not a part that may be trained on.
     """
     folder = Path(folder)
@@ -61,8 +80,16 @@ def unlabelled_items(folder: str | Path, protocol: str | Path | None = None, par
     if protocol:
         paths = _protocol_images(folder, Path(protocol), part)
     else:
-        source = next((folder / d for d in (UNLABELLED_DIR, "images") if (folder / d).is_dir()), folder)
-        paths = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES))
+        cohort = Cohort(folder)
+        if (folder / UNLABELLED_DIR).is_dir():
+            paths = cohort.unlabelled_images()
+        else:
+            paths = image_files(folder / "images" if (folder / "images").is_dir() else folder)
     if not paths:
         raise InputDataError(folder, "holds no image (.png, .nii.gz, .nrrd, ...)", "give a folder with ultrasound images")
+    if split:
+        held_out = _held_out_patients(Path(split))
+        paths = [p for p in paths if patient_of(strip_suffix(p.name)) not in held_out]
+        if not paths:
+            raise InputDataError(folder, f"holds only images of the validation and test patients of {split}", "give a folder of other images")
     return [{"image": str(p), "id": strip_suffix(p.name)} for p in paths]

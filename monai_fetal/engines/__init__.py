@@ -1,7 +1,7 @@
 """What MONAI's engines need for prompted SAM and conditional diffusion."""
 
 from monai_fetal.engines.auto_prompt import AutoBoxPrompt
-from monai_fetal.engines.checkpoints import BestModelSaver, ResumableCheckpointSaver, ResumeHandler, latest_checkpoint
+from monai_fetal.engines.checkpoints import ResumableCheckpointSaver, ResumeHandler, latest_checkpoint
 from monai_fetal.engines.evaluation_handlers import EvaluationReportWriter, HeadCircumferenceErrorHandler
 from monai_fetal.engines.losses import MaskAndLocatorLoss
 from monai_fetal.engines.sam_batch import SamPrepareBatch
@@ -13,7 +13,6 @@ __all__ = [
     "AugmentationVariantDataset",
     "AutoBoxPrompt",
     "LocatorSelfTraining",
-    "BestModelSaver",
     "EvaluationReportWriter",
     "HeadCircumferenceErrorHandler",
     "MaskAndLocatorLoss",

@@ -1,10 +1,11 @@
 """Resumable training: load the newest epoch checkpoint at start, keep the newest ones across resumed runs,
-keep the best network by a metric."""
+keep the best network by a metric: MONAI's ``CheckpointLoader`` and ``CheckpointSaver`` with what they lack."""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -12,11 +13,10 @@ from ignite.engine import Engine, Events
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from monai_fetal.atomic import atomic_path
 from monai_fetal.checkpoint_files import epoch_checkpoints, latest_checkpoint
 from monai_fetal.errors import InputDataError
 
-__all__ = ["BestModelSaver", "ResumableCheckpointSaver", "ResumeHandler", "latest_checkpoint"]
+__all__ = ["ResumableCheckpointSaver", "ResumeHandler", "latest_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,26 +51,64 @@ class ResumeHandler:
             ) from error
 
 
+class _AtomicSaver(DiskSaver):
+    """ignite's atomic ``DiskSaver``, writing to ``filename`` when one is given (the save then replaces the old file,
+    so ``remove`` leaves it in place: the best model is never missing, not even between two saves)."""
+
+    def __init__(self, dirname: str, filename: str | None = None) -> None:
+        super().__init__(dirname=dirname, require_empty=False, atomic=True)
+        self.filename = filename
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        super().__call__(checkpoint, self.filename or filename, metadata)
+
+    def remove(self, filename: str) -> None:
+        if self.filename is None:
+            super().remove(filename)
+
+
 class ResumableCheckpointSaver(CheckpointSaver):
-    """MONAI's ``CheckpointSaver`` whose ``n_saved`` also counts the epoch checkpoints of earlier runs,
-    and whose epoch checkpoints are written atomically.
+    """MONAI's ``CheckpointSaver`` with atomic writes, resumable key-metric tracking, and ``n_saved`` that also counts
+    the epoch checkpoints of earlier runs.
 
-    MONAI writes them in place (ignite's ``DiskSaver`` with ``atomic=False``), so a run killed while
-    writing leaves a truncated ``checkpoint_epoch=N.pt`` that the next run cannot resume from. Here
-    they go through ignite's atomic ``DiskSaver`` (a temporary file renamed into place, readable as
-    MONAI wants), so the newest checkpoint is always whole.
-
-    MONAI's removes only the files it wrote itself, so the checkpoints of a killed run stay beside those
-    of the run that resumed it. After each epoch checkpoint, this one also removes the older
-    ``checkpoint_epoch=N.pt`` in ``save_dir`` beyond the newest ``n_saved`` (counting the one just written);
-    it never removes that one, newer ones, or other files (``model.pt``, best-metric files).
+    - **Atomic writes.** MONAI writes in place (ignite's ``DiskSaver`` with ``atomic=False``), so a run killed while
+      writing leaves a truncated file. Here every file goes through ignite's atomic ``DiskSaver`` (a temporary file
+      renamed into place, readable as MONAI wants), and a fixed ``key_metric_filename`` (``model.pt``) is replaced,
+      never removed first.
+    - **Key metric** (``save_key_metric=True``, attached to the evaluator): epochs before ``key_metric_min_epoch`` are
+      not candidates (the validation at epoch 0, before any training, is a baseline to log), nor are non-finite
+      values (ignite would keep a NaN as a best that nothing beats). ``state_dict``/``load_state_dict`` carry the
+      best value through the training checkpoints, so a resumed run does not overwrite a better model. Only rank 0
+      writes (ignite's ``DiskSaver``).
+    - **Earlier runs.** MONAI's removes only the files it wrote itself, so the checkpoints of a killed run stay beside
+      those of the run that resumed it. After each epoch checkpoint, this one also removes the older
+      ``checkpoint_epoch=N.pt`` in ``save_dir`` beyond the newest ``n_saved`` (counting the one just written); it never
+      removes that one, newer ones, or other files (``model.pt``).
     """
 
-    def __init__(self, save_dir: str, save_dict: dict, n_saved: int | None = None, **kwargs: object) -> None:
-        super().__init__(save_dir, save_dict, n_saved=n_saved, **kwargs)
+    def __init__(
+        self,
+        save_dir: str,
+        save_dict: dict,
+        n_saved: int | None = None,
+        key_metric_filename: str | None = None,
+        key_metric_min_epoch: int = 1,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(save_dir, save_dict, n_saved=n_saved, key_metric_filename=key_metric_filename, **kwargs)
         self.n_saved = n_saved
+        self.key_metric_min_epoch = key_metric_min_epoch
         if self._interval_checkpoint is not None:
-            self._interval_checkpoint.save_handler = DiskSaver(dirname=self.save_dir, require_empty=False, atomic=True)
+            self._interval_checkpoint.save_handler = _AtomicSaver(self.save_dir)
+        if self._key_metric_checkpoint is not None:
+            self._key_metric_checkpoint.save_handler = _AtomicSaver(self.save_dir, key_metric_filename)
+        if self._final_checkpoint is not None:
+            self._final_checkpoint.save_handler = _AtomicSaver(self.save_dir, self._final_filename)
+
+    def metrics_completed(self, engine: Engine) -> None:
+        score = self._key_metric_checkpoint.score_function(engine)
+        if engine.state.epoch >= self.key_metric_min_epoch and math.isfinite(score):
+            super().metrics_completed(engine)
 
     def interval_completed(self, engine: Engine) -> None:
         super().interval_completed(engine)
@@ -81,53 +119,6 @@ class ResumableCheckpointSaver(CheckpointSaver):
             path.unlink()
             logger.info("removed %s (keeping the newest %d epoch checkpoints)", path, self.n_saved)
 
-
-class BestModelSaver:
-    """Save the network's state dict to ``path`` whenever the evaluator's ``metric`` improves.
-
-    Its state (best value and epoch) goes into the training checkpoints through
-    ``state_dict``/``load_state_dict``, so a resumed run does not overwrite a better model. With
-    ``write=False`` (ranks other than 0 in a distributed run) it tracks the best value but writes nothing.
-    Epochs before ``min_epoch`` are not candidates: the validation at epoch 0 (before any training) is a
-    baseline to log, and its network has no trained head locator.
-    """
-
-    def __init__(
-        self,
-        network: torch.nn.Module,
-        path: str | Path,
-        metric: str,
-        higher_is_better: bool = True,
-        write: bool = True,
-        min_epoch: int = 1,
-    ) -> None:
-        self.network = network
-        self.write = write
-        self.min_epoch = min_epoch
-        self.path = Path(path)
-        self.metric = metric
-        self.sign = 1.0 if higher_is_better else -1.0
-        self.best = -math.inf
-        self.best_epoch = -1
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        value = engine.state.metrics.get(self.metric)
-        if engine.state.epoch < self.min_epoch or value is None or not math.isfinite(value) or self.sign * value <= self.best:
-            return
-        self.best = self.sign * float(value)
-        self.best_epoch = int(engine.state.epoch)
-        if not self.write:
-            return
-        with atomic_path(self.path) as tmp:
-            torch.save(self.network.state_dict(), tmp)
-        logger.info("%s improved to %.4f: saved %s", self.metric, value, self.path)
-
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best = float(state["best"])
-        self.best_epoch = int(state["best_epoch"])
+        """The key-metric tracking list (best values and their files), for the training checkpoints."""
+        return dict(self._key_metric_checkpoint.state_dict()) if self._key_metric_checkpoint is not None else {}

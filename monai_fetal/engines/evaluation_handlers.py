@@ -8,10 +8,14 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import from_engine
+from monai.data import decollate_batch
+from monai.handlers import MetricsSaver, from_engine
+from monai.utils import ImageMetaKey as Key
+from monai.utils import string_list_all_gather
 
 from monai_fetal.atomic import write_json_atomic, write_text_atomic
 from monai_fetal.metrics.biometry import hc_errors
@@ -74,55 +78,53 @@ class HeadCircumferenceErrorHandler:
             engine.state.metric_details[name] = torch.tensor(values, dtype=torch.float64)[:, None]
 
 
-class EvaluationReportWriter:
-    """Write ``per_image.csv`` and ``metrics.json`` from the per-image details of the metric handlers.
+class EvaluationReportWriter(MetricsSaver):
+    """MONAI's ``MetricsSaver`` writing the report users read: ``per_image.csv`` and ``metrics.json``.
 
-    Every metric handler attached with ``save_details=True`` (and the HC handler) contributes a column.
-    Summary values are ``<metric>_mean`` and ``<metric>_median`` over finite values (``null`` if none), with
-    ``<metric>_failures`` counting images where the metric is not finite (e.g. an empty prediction).
+    ``MetricsSaver`` collects the case ids (gathered across ranks; rank ``save_rank`` writes) and the per-image
+    details of every metric handler attached with ``save_details=True`` (and the HC handler); this writes them as
+    one ``per_image.csv`` (``id`` and a column per metric, the mean over channels) instead of a file per metric,
+    and a ``metrics.json`` summary: ``<metric>_mean`` and ``<metric>_median`` over finite values (``null`` if none),
+    with ``<metric>_failures`` counting images where the metric is not finite (e.g. an empty prediction). Both
+    files are written atomically.
 
     Args:
         output_dir: where to write.
         prompt: the prompt mode recorded in the summary.
-        id_key: batch key of the case id.
+        id_key: batch key of the case id (``case_<n>`` where an item has none).
         extra: other values to record in ``metrics.json`` (model name, checkpoint...).
     """
 
     def __init__(self, output_dir: str | Path, prompt: str, id_key: str = "id", extra: dict | None = None) -> None:
-        self.output_dir = Path(output_dir)
+        super().__init__(save_dir=str(output_dir), metrics=None, metric_details="*", batch_transform=self._case_ids)
         self.prompt = prompt
         self.id_key = id_key
         self.extra = dict(extra or {})
-        self.ids: list[str] = []
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect_ids)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+    def _case_ids(self, batch: dict | list) -> list[dict]:
+        """The batch's case ids where ``MetricsSaver`` looks for file names."""
+        items = batch if isinstance(batch, list) else decollate_batch(batch)
+        found = len(self._filenames)
+        return [{Key.FILENAME_OR_OBJ: _scalar(item.get(self.id_key, f"case_{found + n}"))} for n, item in enumerate(items)]
 
-    def reset(self, engine: Engine) -> None:
-        self.ids = []
-
-    def collect_ids(self, engine: Engine) -> None:
-        count = len(engine.state.output) if isinstance(engine.state.output, list) else 1
-        ids = _batch_values(engine.state.batch, self.id_key, count)
-        self.ids.extend(str(i) if i is not None else f"case_{len(self.ids) + n}" for n, i in enumerate(ids))
-
-    def write(self, engine: Engine) -> None:
+    def __call__(self, engine: Engine) -> None:
+        ids = string_list_all_gather(self._filenames) if idist.get_world_size() > 1 else self._filenames
+        if idist.get_rank() != self.save_rank:
+            return
         details = {
-            name: torch.as_tensor(values).reshape(len(self.ids), -1).double().mean(dim=1).tolist()
+            name: torch.as_tensor(values).reshape(len(ids), -1).double().mean(dim=1).tolist()
             for name, values in engine.state.metric_details.items()
         }
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["id", *details])
-        for row, case_id in enumerate(self.ids):
+        for row, case_id in enumerate(ids):
             writer.writerow([case_id, *(f"{details[name][row]:.6g}" for name in details)])
-        write_text_atomic(self.output_dir / "per_image.csv", buffer.getvalue())
-        summary: dict = {"n": len(self.ids), "prompt": self.prompt, **self.extra}
+        write_text_atomic(Path(self.save_dir) / "per_image.csv", buffer.getvalue())
+        summary: dict = {"n": len(ids), "prompt": self.prompt, **self.extra}
         for name, values in details.items():
             finite = [v for v in values if math.isfinite(v)]
             summary[f"{name}_mean"] = float(np.mean(finite)) if finite else None
             summary[f"{name}_median"] = float(np.median(finite)) if finite else None
             summary[f"{name}_failures"] = len(values) - len(finite)
-        write_json_atomic(self.output_dir / "metrics.json", summary)
+        write_json_atomic(Path(self.save_dir) / "metrics.json", summary)

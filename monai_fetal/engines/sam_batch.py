@@ -5,28 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from monai.engines import PrepareBatch
+from monai.engines import PrepareBatchExtraInput, default_prepare_batch
 
 __all__ = ["SamPrepareBatch"]
 
 
-class SamPrepareBatch(PrepareBatch):
-    """Return ``(image, label, (), {"boxes": box})`` from a batch dict.
+class SamPrepareBatch(PrepareBatchExtraInput):
+    """MONAI's ``PrepareBatchExtraInput`` giving the batch's box to the network as ``boxes=``, and no box where the
+    batch has none (the automatic prompt), which MONAI's refuses.
 
-    ``image`` is ``[B, 3, S, S]`` in the SAM frame, ``box`` ``[B, 4]`` in that frame; ``boxes`` is left
-    out when the batch has no ``box_key`` (automatic prompt).
+    Returns ``(image, label, (), {"boxes": box})``: ``image`` ``[B, 3, S, S]`` in the SAM frame, ``box`` ``[B, 4]`` in
+    that frame; ``label`` is ``None`` where the batch has none.
     """
 
-    def __init__(self, image_key: str = "image", label_key: str = "label", box_key: str = "box") -> None:
-        self.image_key, self.label_key, self.box_key = image_key, label_key, box_key
+    def __init__(self, box_key: str = "box") -> None:
+        super().__init__({"boxes": box_key})
 
     def __call__(
         self, batchdata: Mapping[str, torch.Tensor], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs
-    ):
-        def move(value: torch.Tensor) -> torch.Tensor:
-            return value.to(device=device, non_blocking=non_blocking, **kwargs)
-
-        image = move(batchdata[self.image_key])
-        label = move(batchdata[self.label_key]) if self.label_key in batchdata else None
-        extra = {"boxes": move(torch.as_tensor(batchdata[self.box_key]))} if self.box_key in batchdata else {}
-        return image, label, (), extra
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple, dict]:
+        if self.extra_keys["boxes"] in batchdata:
+            return super().__call__(batchdata, device, non_blocking, **kwargs)
+        image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        return image, label, (), {}

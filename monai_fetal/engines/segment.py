@@ -22,7 +22,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_fetal.atomic import write_json_atomic, write_text_atomic
-from monai_fetal.data.cohort import spacing_table
+from monai_fetal.data.cohort import Cohort
 from monai_fetal.data.io import IMAGE_SUFFIXES, image_spacing, read_image_reduced, strip_suffix, to_uint8
 from monai_fetal.data.writers import AtomicPILWriter
 from monai_fetal.errors import ConfigError, InputDataError
@@ -146,7 +146,7 @@ def _spacing_of(path: Path, spacing: float | None, tables: dict[Path, dict[str, 
         return spacing, "given"
     for folder in (path.parent, path.parent.parent):
         if folder not in tables:
-            tables[folder] = spacing_table(folder)
+            tables[folder] = Cohort(folder).spacing()
         value = tables[folder].get(strip_suffix(path.name))
         if value is not None:
             if not math.isfinite(value) or value <= 0:

@@ -33,7 +33,7 @@ from monai.transforms import RandAffine
 from tqdm import tqdm
 
 from monai_fetal.atomic import write_json_atomic
-from monai_fetal.data.cohort import CohortItem, find_cases, write_cohort_index, write_pair
+from monai_fetal.data.cohort import Cohort, CohortItem, find_cases, write_pair
 from monai_fetal.data.io import read_mask
 from monai_fetal.engines.diffusion import clean_head_mask, make_scheduler, sample_pairs
 from monai_fetal.engines.latent import latent_inferer, sample_latent_images
@@ -389,4 +389,4 @@ class PairSynthesizer:
         bar.close()
         name = self.output_dir.resolve().name
         items = [CohortItem(self.case_id(i), self.case_id(i), name, synthetic=True) for i in range(self.num_samples)]
-        return write_cohort_index(self.output_dir, items, name)
+        return Cohort.write(self.output_dir, items, name).datalist

@@ -26,7 +26,7 @@ from monai.transforms import Compose, CopyItemsd, Invertd, LoadImaged
 from tqdm import tqdm
 
 from monai_fetal.atomic import write_json_atomic
-from monai_fetal.data.mixing import load_cohort_items
+from monai_fetal.data.cohort import Cohort
 from monai_fetal.errors import ConfigError
 from monai_fetal.metrics.feature_distance import feature_distances
 from monai_fetal.metrics.memorisation import nearest_training_images
@@ -81,7 +81,7 @@ def score_cohort(network: PromptedSam, cohort_dir: str | Path, max_images: int |
         cohort_dir: a cohort folder (``datalist.json``).
         max_images: score at most this many images, chosen at random by ``seed`` (all when ``None``).
     """
-    items = load_cohort_items(cohort_dir)
+    items = Cohort(cohort_dir).items()
     if max_images is not None and len(items) > max_images:
         chosen = np.sort(np.random.default_rng(seed).choice(len(items), max_images, replace=False))
         items = [items[i] for i in chosen]
@@ -179,7 +179,7 @@ def synth_report(
         "feature_distance_real_halves": _real_split_distances(real.features, seed),
     }
     if training_images:
-        synthetic_images = [item["image"] for item in load_cohort_items(synthetic_dir)]
+        synthetic_images = [item["image"] for item in Cohort(synthetic_dir).items()]
         memorisation = nearest_training_images(synthetic_images, list(training_images))
         report["memorisation"] = {**memorisation, "similarity": summarize(memorisation["similarity"])}
     output_dir.mkdir(parents=True, exist_ok=True)

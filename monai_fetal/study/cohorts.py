@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_fetal.atomic import write_json_atomic
-from monai_fetal.data.cohort import DATALIST_NAME, write_pair
+from monai_fetal.data.cohort import Cohort, write_pair
 from monai_fetal.data.io import read_image, to_uint8
 from monai_fetal.data.patients import patient_of
 from monai_fetal.data.prepare import ensure_cohort
@@ -18,7 +17,6 @@ from monai_fetal.errors import InputDataError
 from monai_fetal.staging import output_lock, staged_folder
 
 __all__ = [
-    "cohort_items",
     "cohort_name",
     "items_without_patients",
     "prepared_cohort",
@@ -35,11 +33,6 @@ def cohort_name(src: str | Path) -> str:
     return Path(src).resolve().name
 
 
-def cohort_items(cohort: str | Path) -> list[dict]:
-    """The datalist items of a prepared cohort folder."""
-    return json.loads((Path(cohort) / DATALIST_NAME).read_text())["training"]
-
-
 def _patient(item: dict) -> str:
     return str(item.get("patient") or patient_of(str(item["id"])))
 
@@ -48,7 +41,7 @@ def _cases(cohort: str | Path) -> set[tuple[str, str, str]]:
     """``(id, patient, sha256 of the image file)`` of every case."""
     root = Path(cohort)
     return {
-        (str(i["id"]), _patient(i), hashlib.sha256((root / i["image"]).read_bytes()).hexdigest()) for i in cohort_items(root)
+        (str(i["id"]), _patient(i), hashlib.sha256((root / i["image"]).read_bytes()).hexdigest()) for i in Cohort(root).entries()
     }
 
 
@@ -59,12 +52,12 @@ def same_source(a: str | Path, b: str | Path) -> bool:
 
 def shared_patients(a: str | Path, b: str | Path) -> set[str]:
     """Patients with images in both prepared cohort folders (by patient id, e.g. HC18 ``014`` of ``014_2HC``)."""
-    return {_patient(i) for i in cohort_items(a)} & {_patient(i) for i in cohort_items(b)}
+    return {_patient(i) for i in Cohort(a).entries()} & {_patient(i) for i in Cohort(b).entries()}
 
 
 def items_without_patients(cohort: str | Path, patients: set[str]) -> list[dict]:
     """The datalist items of ``cohort`` whose patient is not in ``patients``."""
-    return [item for item in cohort_items(cohort) if _patient(item) not in patients]
+    return [item for item in Cohort(cohort).entries() if _patient(item) not in patients]
 
 
 def prepared_cohort(src: str | Path, cohorts_dir: str | Path) -> Path:
@@ -106,5 +99,5 @@ def split_part_cohort(cohort_dir: str | Path, split_file: str | Path, out: str |
             entry, image, mask = _mirrored(items[0], cohort_dir)
             write_pair(staging, entry["id"], to_uint8(image), mask)
             entries.append(entry)
-        write_json_atomic(staging / DATALIST_NAME, {"name": out.name, "numTraining": len(entries), "training": entries})
+        Cohort.write(staging, entries, out.name)
     return out
