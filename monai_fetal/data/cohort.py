@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from monai_fetal.atomic import write_json_atomic, write_text_atomic
-from monai.data import load_decathlon_datalist
 
 from monai_fetal.data.io import IMAGE_SUFFIXES, read_mask, strip_suffix, write_png
 from monai_fetal.data.patients import patient_of
@@ -356,6 +355,8 @@ class Cohort:
             InputDataError: the folder has no datalist (it was not prepared).
         """
         self._check_prepared()
+        from monai.data import load_decathlon_datalist  # here: `prepare` must not import MONAI and torch
+
         return load_decathlon_datalist(str(self.datalist), data_list_key=key, base_dir=str(self.root))
 
     def spacing(self) -> dict[str, float]:
