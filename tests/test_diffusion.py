@@ -15,7 +15,7 @@ from monai.bundle import verify_net_in_out
 from monai.data import load_decathlon_datalist
 from monai.inferers import DiffusionInferer
 
-from monai_fetal.bundles import bundle_dir, run_bundle, verify_bundle_metadata
+from monai_fetal.bundles import GENERATOR_CONFIGS, bundle_dir, run_bundle, verify_bundle_metadata
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image
 from monai_fetal.engines.checkpoints import latest_checkpoint
@@ -51,8 +51,10 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _train(phantom: Path, out: Path, **overrides) -> object:
-    return run_bundle(BUNDLE, "train.json", {"dataset_dir": str(phantom), "output_dir": str(out), **TINY_RUN, **overrides})
+def _train(phantom: Path, out: Path, mode: str, configs: tuple[str, ...] | None = None, **overrides) -> object:
+    """A tiny run of ``mode`` with its configs (or ``configs``)."""
+    options = {"dataset_dir": str(phantom), "output_dir": str(out), "mode": mode, **TINY_RUN, **overrides}
+    return run_bundle(BUNDLE, configs or GENERATOR_CONFIGS[mode], options)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +162,17 @@ def test_training_folder_of_another_generator_is_refused(phantom: Path, concat_g
 )
 def test_bad_training_values_are_refused(phantom: Path, tmp_path: Path, key: str, value: object):
     with pytest.raises(ConfigError, match=key):
-        _train(phantom, tmp_path / "run", **{key: value})
+        _train(phantom, tmp_path / "run", **{"mode": "concat", "configs": ("train.json",), key: value})
+
+
+@pytest.mark.parametrize(
+    "mode, configs, fix",
+    [("controlnet", ("train.json",), "train_controlnet.json"), ("joint", ("train.json", "train_controlnet.json"), "'configs/train.json'\\]")],
+)
+def test_a_mode_run_with_another_modes_configs_names_its_configs(phantom: Path, tmp_path: Path, mode: str, configs: tuple, fix: str):
+    with pytest.raises(ConfigError, match=f"'mode'.*{fix}"):
+        _train(phantom, tmp_path / "run", mode, configs)
+    assert not (tmp_path / "run" / "generator.json").exists()
 
 
 def _synthesize(generator: Path, out: Path, n: int, **overrides) -> Path:
