@@ -12,6 +12,7 @@ from pathlib import Path
 
 from monai.bundle import ConfigParser, ConfigWorkflow, verify_metadata
 
+from monai_fetal.config_checks import CHOICES, check_choice
 from monai_fetal.errors import ConfigError, user_error_in
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "META_SCHEMA",
     "META_SCHEMA_SHA256",
     "bundle_dir",
+    "check_generator_mode",
     "read_bundle_config",
     "run_bundle",
     "verify_bundle_metadata",
@@ -51,6 +53,18 @@ _CHECKOUT = Path(__file__).resolve().parents[1] / "bundles"  # a source checkout
 # release 0.8.1, as published at https://project-monai.github.io/schema/), so that checks need no download.
 META_SCHEMA = "meta_schema_20240725.json"
 META_SCHEMA_SHA256 = "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678"
+
+
+def check_generator_mode(mode: object, modes: Sequence[str]) -> object:
+    """Return ``mode`` if the diffusion configs being run train it (``modes``, their ``modes`` id), else raise
+    :class:`ConfigError` naming the configs that do (:data:`GENERATOR_CONFIGS`)."""
+    check_choice("mode", mode, CHOICES["generator_mode"])
+    if mode not in modes:
+        configs = ",".join(f"'configs/{name}'" for name in GENERATOR_CONFIGS[mode])
+        raise ConfigError(
+            "mode", mode, f"one of {', '.join(map(repr, modes))} with these configs; {mode!r} runs --config_file \"[{configs}]\""
+        )
+    return mode
 
 
 def bundle_dir(name: str) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from monai_fetal.errors import ConfigError
 
-__all__ = ["CHOICES", "check_choice", "check_command_line_ids", "check_generator_mode", "check_option", "check_positive"]
+__all__ = ["CHOICES", "check_choice", "check_command_line_ids", "check_option", "check_positive"]
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model_name": ("lite_medsam", "vit_b", "vit_l", "vit_h"),
@@ -47,20 +47,6 @@ def check_positive(key: str, value: object, allow_zero: bool = False) -> object:
     if not ok:
         raise ConfigError(key, value, "a number >= 0" if allow_zero else "a number > 0")
     return value
-
-
-def check_generator_mode(mode: object, modes: Sequence[str]) -> object:
-    """Return ``mode`` if the diffusion configs being run train it (``modes``, their ``modes`` id), else raise
-    :class:`ConfigError` naming the configs that do (``controlnet``: ``train_controlnet.json`` over ``train.json``)."""
-    from monai_fetal.bundles import GENERATOR_CONFIGS
-
-    check_choice("mode", mode, CHOICES["generator_mode"])
-    if mode not in modes:
-        configs = ",".join(f"'configs/{name}'" for name in GENERATOR_CONFIGS[mode])
-        raise ConfigError(
-            "mode", mode, f"one of {', '.join(map(repr, modes))} with these configs; {mode!r} runs --config_file \"[{configs}]\""
-        )
-    return mode
 
 
 def _config_files(value: str) -> list[Path]:
