@@ -69,7 +69,9 @@ and Python code calling `ConfigWorkflow`. Ids given through `--args_file` are no
 **Overlays**, as in the MONAI model-zoo: `fetal_head_sam/configs/evaluate.json` changes
 `inference.json` (MONAI Label reads `inference.json` alone, so that one stands alone), and
 `fetal_us_diffusion/configs/train_controlnet.json` adds the ControlNet mode's base stage to `train.json`.
-`monai_fetal.bundles.EVALUATE_CONFIGS` and `GENERATOR_CONFIGS` name the lists.
+`monai_fetal.bundles.EVALUATE_CONFIGS` and `GENERATOR_CONFIGS` name the lists. `jobs.synth_report`
+(`monai-fetal synth-report`) runs no config but takes the evaluation configs' `preprocessing` (prompt
+`gt_box`), so its pair consistency frames images and draws boxes as `evaluate` does.
 
 **Installed without the repository** (`pip install .`, no `-e`), the bundles ship inside the package:
 `python -m monai_fetal.bundles fetal_head_sam` prints the bundle's folder, to use as `--bundle_root`

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai_fetal.bundles import EVALUATE_CONFIGS, GENERATOR_CONFIGS, run_bundle
+from monai_fetal.bundles import EVALUATE_CONFIGS, GENERATOR_CONFIGS, read_bundle_config, run_bundle
 from monai_fetal.config_checks import CHOICES, check_choice
 from monai_fetal.engines.segment import MEASUREMENTS_NAME
 from monai_fetal.errors import ConfigError
 
-__all__ = ["GENERATOR_MODES", "evaluate_sam", "finetune_sam", "segment_images", "synthesize_pairs", "train_generator"]
+__all__ = ["GENERATOR_MODES", "evaluate_sam", "finetune_sam", "segment_images", "synth_report", "synthesize_pairs", "train_generator"]
 
 GENERATOR_MODES = CHOICES["generator_mode"]
 """Generator kinds: ``latent`` (few-shot conditioning of the shipped prior, the default) and the pixel-space modes."""
@@ -215,3 +215,27 @@ def synthesize_pairs(
     }
     run_bundle("fetal_us_diffusion", "inference.json", _given(overrides))
     return Path(out) / "datalist.json"
+
+
+def synth_report(
+    real: str | Path,
+    synthetic: str | Path,
+    out: str | Path,
+    model_name: str | None = None,
+    max_real: int | None = 200,
+    seed: int = 0,
+    training_images: Sequence[str | Path] = (),
+) -> dict:
+    """Score the synthetic cohort ``synthetic`` against the real cohort ``real`` into ``out``; the report.
+
+    :func:`monai_fetal.metrics.synth_report.synth_report` with SAM ``model_name`` (default LiteMedSAM, torch)
+    and the SAM bundle's evaluation preprocessing (``evaluate.json`` over ``inference.json``, prompt
+    ``gt_box``): pair consistency frames each image and draws its box as ``evaluate`` does.
+    """
+    from monai_fetal.metrics.synth_report import synth_report as score
+    from monai_fetal.networks import build_prompted_sam
+
+    network = build_prompted_sam(model_name or "lite_medsam")
+    config = read_bundle_config("fetal_head_sam", EVALUATE_CONFIGS, {"frame_size": network.frame_size, "prompt": "gt_box"})
+    preprocessing = config.get_parsed_content("preprocessing")
+    return score(network, preprocessing, real, synthetic, out, max_real=max_real, seed=seed, training_images=training_images)

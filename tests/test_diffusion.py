@@ -279,6 +279,7 @@ def test_synth_report(concat_generator: Path, phantom: Path, tmp_path: Path):
     assert main(["synth-report", "--real", str(phantom), "--synthetic", str(syn), "--out", str(out), "--max-real", "2"]) == 0
     report = json.loads((out / "synth_report.json").read_text())
     assert report["real"]["pair_consistency"]["count"] == 2 and report["real"]["pair_consistency"]["mean"] > 0.5
+    assert report["pair_consistency_prompt"].startswith("box of the image's own mask with 5% margin")  # evaluate.json's box_margin
     assert report["synthetic"]["pair_consistency"]["count"] == 2
     assert {"fid", "kid", "mmd_linear"} <= set(report["feature_distance"])
     assert (out / "synth_grid.png").stat().st_size > 1000
