@@ -180,10 +180,10 @@ def settings(bundle: str, configs: tuple[str, ...], given: set[str]) -> tuple[di
     """The ids that ``configs`` (merged) use: those holding a plain value, or set by a job (one of ``given``), with
     their default; and the other ids that are expressions (derived values), by name."""
     config = ConfigParser.load_config_files([str(bundle_dir(bundle) / "configs" / name) for name in configs])
-    used = [*_used(config), *sorted(given & set(config) - set(_used(config)))]
+    used = _used(config)
+    used += sorted(given & set(config) - set(used))
     plain = {key: config[key] for key in used if key in given or _is_setting(config[key])}
-    derived = [key for key in used if key not in plain and isinstance(config[key], str) and _is_expression(config[key])]
-    return plain, derived
+    return plain, [key for key in used if key not in plain and _is_expression(config[key])]
 
 
 def _cell(text: str) -> str:
@@ -228,8 +228,8 @@ def render() -> str:
             if len(new) < len(ids):
                 lines += ["The ids new or changed from the table above:", ""]
             lines += _table(new, parameters, options.get(func.__name__, {}))
-            lines += ["", "Derived ids (expressions of the above; an override replaces the expression): "
-                      + ", ".join(f"`{key}`" for key in derived) + "."]
+            names = ", ".join(f"`{key}`" for key in derived)
+            lines += ["", f"Derived ids (expressions of the above; an override replaces the expression): {names}."]
             shown.update(ids)
         if set(parameters) - set(shown):
             raise ValueError(f"{func.__name__} sets ids {sorted(set(parameters) - set(shown))} that none of its configs defines")

@@ -16,15 +16,16 @@ from monai_fetal.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("generate_cli_reference", ROOT / "docs" / "generate_cli_reference.py")
+def _docs_script(name: str):
+    """The module of ``docs/<name>.py`` (the docs' generators are scripts, not package modules)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_cli_reference_matches_the_parsers() -> None:
-    rendered = _generator().render(build_parser())
+    rendered = _docs_script("generate_cli_reference").render(build_parser())
     assert (ROOT / "docs" / "cli.md").read_text() == rendered, "run: python docs/generate_cli_reference.py"
     for command in ("demo", "experiment", "finetune", "synthesize"):
         assert f"\n## {command}\n" in rendered
@@ -67,15 +68,8 @@ def test_ci_fails_without_the_real_data_where_a_local_run_skips_saying_why(tmp_p
     assert f"CI=true: real HC18 data not found at {missing}" in ci.stdout + ci.stderr
 
 
-def _bundle_reference():
-    spec = importlib.util.spec_from_file_location("generate_bundle_reference", ROOT / "docs" / "generate_bundle_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bundle_reference_matches_the_jobs_cli_and_configs() -> None:
-    rendered = _bundle_reference().render()
+    rendered = _docs_script("generate_bundle_reference").render()
     assert (ROOT / "docs" / "bundles.md").read_text() == rendered, "run: python docs/generate_bundle_reference.py"
     assert "| `max_epochs` | `10` | `epochs` | `--epochs` |" in rendered  # train.json's default; finetune_sam(epochs=) <- --epochs
     assert "| `num_samples` | `100` | `count` | `--n` |" in rendered
@@ -84,7 +78,7 @@ def test_bundle_reference_matches_the_jobs_cli_and_configs() -> None:
 
 
 def test_bundle_reference_refuses_a_job_id_that_no_config_defines(monkeypatch: pytest.MonkeyPatch) -> None:
-    generator = _bundle_reference()
+    generator = _docs_script("generate_bundle_reference")
     original = generator.job_ids
     monkeypatch.setattr(generator, "job_ids", lambda func: {**original(func), "max_epoch": "epochs"})
     with pytest.raises(ValueError, match="max_epoch"):
