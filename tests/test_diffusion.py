@@ -16,6 +16,7 @@ from monai.data import load_decathlon_datalist
 from monai.inferers import DiffusionInferer
 
 from monai_fetal.bundles import GENERATOR_CONFIGS, bundle_dir, run_bundle, verify_bundle_metadata
+from monai_fetal import jobs
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image
 from monai_fetal.engines.checkpoints import latest_checkpoint
@@ -283,3 +284,20 @@ def test_synth_report(concat_generator: Path, phantom: Path, tmp_path: Path):
     assert report["synthetic"]["pair_consistency"]["count"] == 2
     assert {"fid", "kid", "mmd_linear"} <= set(report["feature_distance"])
     assert (out / "synth_grid.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "mode, configs, key",
+    [("latent", ("latent_common.json", "train_prior.json", "train_conditioning.json"), "prior_dir"),
+     ("concat", ("train.json",), "mode"), ("controlnet", ("train.json", "train_controlnet.json"), "mode")],
+)  # fmt: skip
+def test_train_generator_runs_the_configs_of_its_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str, configs: tuple, key: str):
+    calls = []
+    monkeypatch.setattr(jobs, "run_bundle", lambda name, config, overrides: calls.append((name, tuple(config), overrides)))
+    prior = tmp_path / "prior" if mode == "latent" else None
+    weights = jobs.train_generator(tmp_path / "data", tmp_path / "out", mode=mode, prior=prior, epochs=2)
+    [(name, used, overrides)] = calls
+    assert (name, used) == (BUNDLE, configs) and overrides["max_epochs"] == 2 and key in overrides
+    assert weights.name == ("unet.pt" if mode == "latent" else "model.pt")
+    with pytest.raises(ConfigError, match="prior"):
+        jobs.train_generator(tmp_path / "data", tmp_path / "out", mode="controlnet", prior=tmp_path / "prior")
