@@ -121,21 +121,16 @@ class Scorer:
     """The evaluation config's components for one model, run image by image with both prompts."""
 
     def __init__(self, checkpoint: Path | None, cache_dir: Path, work: Path) -> None:
-        from monai.bundle import ConfigParser
+        from monai_fetal.bundles import EVALUATE_CONFIGS, read_bundle_config
 
-        from monai_fetal.bundles import bundle_dir
-
-        parser = ConfigParser()
-        parser.read_config(str(bundle_dir("fetal_head_sam") / "configs" / "evaluate.json"))
-        parser.update(
-            {
-                "checkpoint": str(checkpoint) if checkpoint else None,
-                "prompt": "gt_box",
-                "output_dir": str(work),
-                "embedding_cache_dir": str(cache_dir),
-                "device": "$torch.device('cpu')",
-            }
-        )
+        overrides = {
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "prompt": "gt_box",
+            "output_dir": str(work),
+            "embedding_cache_dir": str(cache_dir),
+            "device": "$torch.device('cpu')",
+        }
+        parser = read_bundle_config("fetal_head_sam", EVALUATE_CONFIGS, overrides)
         self.preprocessing = parser.get_parsed_content("preprocessing")
         self.network = parser.get_parsed_content("network")
         self.postprocessing = parser.get_parsed_content("postprocessing")

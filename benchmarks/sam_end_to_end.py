@@ -48,18 +48,15 @@ def _cohort(data: Path | None, work: Path, count: int) -> Path:
 
 def _components(precision: str, device: str, output_dir: Path):
     """The inference config's preprocessing (less loading), network, inferer and postprocessing (up to the 2-D label)."""
-    from monai.bundle import ConfigParser
-    from monai.transforms import Compose, SqueezeDimd
+    from monai.transforms import Compose
 
-    from monai_fetal.bundles import bundle_dir
+    from monai_fetal.bundles import read_bundle_config
 
-    parser = ConfigParser()
-    parser.read_config(str(bundle_dir("fetal_head_sam") / "configs" / "inference.json"))
-    parser.update({"precision": precision, "output_dir": str(output_dir), "device": f"$torch.device('{device}')"})
+    overrides = {"precision": precision, "output_dir": str(output_dir), "device": f"$torch.device('{device}')"}
+    parser = read_bundle_config("fetal_head_sam", "inference.json", overrides)
     preprocessing = parser.get_parsed_content("preprocessing")
     load, framing = preprocessing.transforms[0], Compose(preprocessing.transforms[1:])
-    post = parser.get_parsed_content("postprocessing").transforms
-    postprocessing = Compose([t for t in post[: next(i for i, t in enumerate(post) if isinstance(t, SqueezeDimd))]])
+    postprocessing = Compose(parser.get_parsed_content("mask_postprocessing"))
     return load, framing, parser.get_parsed_content("network"), parser.get_parsed_content("inferer"), postprocessing
 
 

@@ -10,14 +10,39 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai.bundle import ConfigWorkflow, verify_metadata
+from monai.bundle import ConfigParser, ConfigWorkflow, verify_metadata
 
+from monai_fetal.config_checks import CHOICES, check_choice
 from monai_fetal.errors import ConfigError, user_error_in
 
-__all__ = ["BUNDLES", "LATENT_CONDITIONING_CONFIGS", "META_SCHEMA", "META_SCHEMA_SHA256", "bundle_dir", "run_bundle", "verify_bundle_metadata"]
+__all__ = [
+    "BUNDLES",
+    "EVALUATE_CONFIGS",
+    "GENERATOR_CONFIGS",
+    "LATENT_CONDITIONING_CONFIGS",
+    "META_SCHEMA",
+    "META_SCHEMA_SHA256",
+    "bundle_dir",
+    "check_generator_mode",
+    "read_bundle_config",
+    "run_bundle",
+    "verify_bundle_metadata",
+]
+
+EVALUATE_CONFIGS = ("inference.json", "evaluate.json")
+"""The SAM bundle's evaluation: ``evaluate.json`` overlays ``inference.json`` (one inference path for segment,
+evaluate and MONAI Label, which reads ``inference.json`` alone)."""
 
 LATENT_CONDITIONING_CONFIGS = ("latent_common.json", "train_prior.json", "train_conditioning.json")
 """The diffusion bundle's configs of few-shot conditioning, merged in order (each overlays the one before)."""
+
+GENERATOR_CONFIGS: dict[str, tuple[str, ...]] = {
+    "latent": LATENT_CONDITIONING_CONFIGS,
+    "concat": ("train.json",),
+    "joint": ("train.json",),
+    "controlnet": ("train.json", "train_controlnet.json"),
+}
+"""The diffusion bundle's configs that train each generator mode, merged in order."""
 
 BUNDLES = ("fetal_head_sam", "fetal_us_diffusion")
 _BUNDLES_ENV = "MONAI_FETAL_BUNDLES"
@@ -28,6 +53,18 @@ _CHECKOUT = Path(__file__).resolve().parents[1] / "bundles"  # a source checkout
 # release 0.8.1, as published at https://project-monai.github.io/schema/), so that checks need no download.
 META_SCHEMA = "meta_schema_20240725.json"
 META_SCHEMA_SHA256 = "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678"
+
+
+def check_generator_mode(mode: object, modes: Sequence[str]) -> object:
+    """Return ``mode`` if the diffusion configs being run train it (``modes``, their ``modes`` id), else raise
+    :class:`ConfigError` naming the configs that do (:data:`GENERATOR_CONFIGS`)."""
+    check_choice("mode", mode, CHOICES["generator_mode"])
+    if mode not in modes:
+        configs = ",".join(f"'configs/{name}'" for name in GENERATOR_CONFIGS[mode])
+        raise ConfigError(
+            "mode", mode, f"one of {', '.join(map(repr, modes))} with these configs; {mode!r} runs --config_file \"[{configs}]\""
+        )
+    return mode
 
 
 def bundle_dir(name: str) -> Path:
@@ -64,6 +101,35 @@ def verify_bundle_metadata(name: str) -> None:
     )
 
 
+def _config_files(config: str | Sequence[str]) -> list[str]:
+    return [config] if isinstance(config, str) else list(config)
+
+
+def _override(parser: ConfigParser, name: str, files: Sequence[str], root: Path, overrides: Mapping[str, object] | None) -> None:
+    """Set ``bundle_root`` and ``overrides`` in ``parser``, refusing ids that ``files`` do not define."""
+    parser["bundle_root"] = str(root)
+    for key, value in (overrides or {}).items():
+        if key.split("#")[0] not in parser.config:
+            raise ConfigError(key, value, f"an id of {name}/configs/{' + '.join(files)}")
+        parser[key] = value
+
+
+def read_bundle_config(name: str, config: str | Sequence[str], overrides: Mapping[str, object] | None = None) -> ConfigParser:
+    """The parser of ``configs/<config>`` of bundle ``name`` (a list: merged in order), ``bundle_root`` and ``overrides`` set.
+
+    For code that uses a config's components (``preprocessing``, ``network``...) without running it.
+
+    Raises:
+        ConfigError: an override names an id the config does not have.
+    """
+    root = bundle_dir(name)
+    files = _config_files(config)
+    parser = ConfigParser()
+    parser.read_config([str(root / "configs" / f) for f in files])
+    _override(parser, name, files, root, overrides)
+    return parser
+
+
 def run_bundle(name: str, config: str | Sequence[str], overrides: Mapping[str, object] | None = None) -> ConfigWorkflow:
     """Run ``configs/<config>`` of bundle ``name`` (``initialize``, ``run``, ``finalize``) with ``overrides``.
 
@@ -80,19 +146,14 @@ def run_bundle(name: str, config: str | Sequence[str], overrides: Mapping[str, o
     """
     root = bundle_dir(name)
     configs = root / "configs"
-    files = [config] if isinstance(config, str) else list(config)
+    files = _config_files(config)
     workflow = ConfigWorkflow(
         config_file=[str(configs / c) for c in files],
         meta_file=str(configs / "metadata.json"),
         logging_file=str(configs / "logging.conf"),
         workflow_type=None,
     )
-    workflow.parser["bundle_root"] = str(root)
-    for key, value in (overrides or {}).items():
-        top = key.split("#")[0]
-        if top not in workflow.parser.config:
-            raise ConfigError(key, value, f"an id of {name}/configs/{' + '.join(files)}")
-        workflow.parser[key] = value
+    _override(workflow.parser, name, files, root, overrides)
     try:
         workflow.initialize()
         workflow.run()

@@ -130,20 +130,20 @@ def _synthesize(args: argparse.Namespace) -> None:
 
 
 def _synth_report(args: argparse.Namespace) -> None:
-    from monai_fetal.metrics.synth_report import GRID_NAME, REPORT_NAME, synth_report
-    from monai_fetal.networks import build_prompted_sam
-
     from pathlib import Path
 
     from monai_fetal.data.unlabelled import protocol_folder, unlabelled_items
+    from monai_fetal.jobs import synth_report
+    from monai_fetal.metrics.synth_report import GRID_NAME, REPORT_NAME
 
     training = [
         item["image"]
         for folder in args.train or []
         for item in unlabelled_items(folder, args.train_protocol if protocol_folder(args.train_protocol) == Path(folder).name else None)
     ]
-    network = build_prompted_sam(args.model or "lite_medsam")
-    report = synth_report(network, args.real, args.synthetic, args.out, max_real=args.max_real, seed=args.seed, training_images=training)
+    report = synth_report(
+        args.real, args.synthetic, args.out, model_name=args.model, max_real=args.max_real, seed=args.seed, training_images=training
+    )
     consistency = report["synthetic"]["pair_consistency"]
     print(
         f"FID {report['feature_distance']['fid']:.4f}, KID {report['feature_distance']['kid']:.5f}, "

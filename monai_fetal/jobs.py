@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai_fetal.bundles import LATENT_CONDITIONING_CONFIGS, run_bundle
+from monai_fetal.bundles import EVALUATE_CONFIGS, GENERATOR_CONFIGS, read_bundle_config, run_bundle
 from monai_fetal.config_checks import CHOICES, check_choice
 from monai_fetal.engines.segment import MEASUREMENTS_NAME
 from monai_fetal.errors import ConfigError
 
-__all__ = ["GENERATOR_MODES", "evaluate_sam", "finetune_sam", "segment_images", "synthesize_pairs", "train_generator"]
+__all__ = ["GENERATOR_MODES", "evaluate_sam", "finetune_sam", "segment_images", "synth_report", "synthesize_pairs", "train_generator"]
 
 GENERATOR_MODES = CHOICES["generator_mode"]
 """Generator kinds: ``latent`` (few-shot conditioning of the shipped prior, the default) and the pixel-space modes."""
@@ -87,7 +87,7 @@ def evaluate_sam(
     precision: str | None = None,
     embedding_cache_dir: str | Path | None = None,
 ) -> Path:
-    """Score a SAM model (``evaluate.json``) on ``data`` (the ``split_key`` part of ``split_file`` when given); the path of ``out/metrics.json``.
+    """Score a SAM model (``evaluate.json`` over ``inference.json``) on ``data`` (the ``split_key`` part of ``split_file`` when given); the path of ``out/metrics.json``.
 
     ``prompt`` is ``gt_box`` (the config's default) or ``auto`` (no box); ``checkpoint`` ``None`` scores the pretrained model.
     """
@@ -102,7 +102,7 @@ def evaluate_sam(
         "precision": precision,
         "embedding_cache_dir": embedding_cache_dir,
     }
-    run_bundle("fetal_head_sam", "evaluate.json", _given(overrides))
+    run_bundle("fetal_head_sam", EVALUATE_CONFIGS, _given(overrides))
     return Path(out) / "metrics.json"
 
 
@@ -119,8 +119,8 @@ def segment_images(
 ) -> Path:
     """Segment and measure ``images`` (files, folders, cohort or HC18 folders) into ``out``; the path of ``measurements.csv``.
 
-    Runs the ``fetal_head_sam`` bundle's ``inference.json``: the same reading, inferer and postprocessing as
-    ``evaluate.json``. See :func:`~monai_fetal.engines.segment.plan_segmentation` for ``boxes`` and ``spacing``.
+    Runs the ``fetal_head_sam`` bundle's ``inference.json``, which ``evaluate.json`` overlays: the same reading,
+    inferer and postprocessing. See :func:`~monai_fetal.engines.segment.plan_segmentation` for ``boxes`` and ``spacing``.
 
     Raises:
         InputDataError: bad input (named, with the fix) before any output is written, or outputs that exist
@@ -156,7 +156,8 @@ def train_generator(
 
     ``latent`` (the default) conditions the shipped in-domain prior (or ``prior``, a folder from
     ``train_prior.json``) on the masks and writes ``out/unet.pt``; ``concat``, ``controlnet`` and ``joint``
-    train a pixel-space generator (``train.json``) and write ``out/model.pt``.
+    train a pixel-space generator (``train.json``; ``controlnet`` trains its base UNet first with
+    ``train_controlnet.json`` over it) and write ``out/model.pt``. The configs of each mode: :data:`GENERATOR_CONFIGS`.
 
     Raises:
         ConfigError: an unknown ``mode``, or ``prior`` with a pixel-space mode.
@@ -172,12 +173,13 @@ def train_generator(
         "seed": seed,
     }
     if mode == "latent":
-        run_bundle("fetal_us_diffusion", LATENT_CONDITIONING_CONFIGS, _given({**overrides, "prior_dir": prior}))
-        return Path(out) / "unet.pt"
-    if prior is not None:
+        overrides["prior_dir"] = prior
+    elif prior is not None:
         raise ConfigError("prior", prior, "used with mode 'latent' only")
-    run_bundle("fetal_us_diffusion", "train.json", _given({**overrides, "mode": mode}))
-    return Path(out) / "model.pt"
+    else:
+        overrides["mode"] = mode
+    run_bundle("fetal_us_diffusion", GENERATOR_CONFIGS[mode], _given(overrides))
+    return Path(out) / ("unet.pt" if mode == "latent" else "model.pt")
 
 
 def synthesize_pairs(
@@ -217,3 +219,27 @@ def synthesize_pairs(
     }
     run_bundle("fetal_us_diffusion", "inference.json", _given(overrides))
     return Path(out) / "datalist.json"
+
+
+def synth_report(
+    real: str | Path,
+    synthetic: str | Path,
+    out: str | Path,
+    model_name: str | None = None,
+    max_real: int | None = 200,
+    seed: int = 0,
+    training_images: Sequence[str | Path] = (),
+) -> dict:
+    """Score the synthetic cohort ``synthetic`` against the real cohort ``real`` into ``out``; the report.
+
+    :func:`monai_fetal.metrics.synth_report.synth_report` with SAM ``model_name`` (default LiteMedSAM, torch)
+    and the SAM bundle's evaluation preprocessing (``evaluate.json`` over ``inference.json``, prompt
+    ``gt_box``): pair consistency frames each image and draws its box as ``evaluate`` does.
+    """
+    from monai_fetal.metrics.synth_report import synth_report as score
+    from monai_fetal.networks import build_prompted_sam
+
+    network = build_prompted_sam(model_name or "lite_medsam")
+    config = read_bundle_config("fetal_head_sam", EVALUATE_CONFIGS, {"frame_size": network.frame_size, "prompt": "gt_box"})
+    preprocessing = config.get_parsed_content("preprocessing")
+    return score(network, preprocessing, real, synthetic, out, max_real=max_real, seed=seed, training_images=training_images)

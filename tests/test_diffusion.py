@@ -15,7 +15,8 @@ from monai.bundle import verify_net_in_out
 from monai.data import load_decathlon_datalist
 from monai.inferers import DiffusionInferer
 
-from monai_fetal.bundles import bundle_dir, run_bundle, verify_bundle_metadata
+from monai_fetal.bundles import GENERATOR_CONFIGS, bundle_dir, run_bundle, verify_bundle_metadata
+from monai_fetal import jobs
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image
 from monai_fetal.engines.checkpoints import latest_checkpoint
@@ -51,8 +52,10 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _train(phantom: Path, out: Path, **overrides) -> object:
-    return run_bundle(BUNDLE, "train.json", {"dataset_dir": str(phantom), "output_dir": str(out), **TINY_RUN, **overrides})
+def _train(phantom: Path, out: Path, mode: str, configs: tuple[str, ...] | None = None, **overrides) -> object:
+    """A tiny run of ``mode`` with its configs (or ``configs``)."""
+    options = {"dataset_dir": str(phantom), "output_dir": str(out), "mode": mode, **TINY_RUN, **overrides}
+    return run_bundle(BUNDLE, configs or GENERATOR_CONFIGS[mode], options)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +163,17 @@ def test_training_folder_of_another_generator_is_refused(phantom: Path, concat_g
 )
 def test_bad_training_values_are_refused(phantom: Path, tmp_path: Path, key: str, value: object):
     with pytest.raises(ConfigError, match=key):
-        _train(phantom, tmp_path / "run", **{key: value})
+        _train(phantom, tmp_path / "run", **{"mode": "concat", "configs": ("train.json",), key: value})
+
+
+@pytest.mark.parametrize(
+    "mode, configs, fix",
+    [("controlnet", ("train.json",), "train_controlnet.json"), ("joint", ("train.json", "train_controlnet.json"), "'configs/train.json'\\]")],
+)
+def test_a_mode_run_with_another_modes_configs_names_its_configs(phantom: Path, tmp_path: Path, mode: str, configs: tuple, fix: str):
+    with pytest.raises(ConfigError, match=f"'mode'.*{fix}"):
+        _train(phantom, tmp_path / "run", mode, configs)
+    assert not (tmp_path / "run" / "generator.json").exists()
 
 
 def _synthesize(generator: Path, out: Path, n: int, **overrides) -> Path:
@@ -267,6 +280,24 @@ def test_synth_report(concat_generator: Path, phantom: Path, tmp_path: Path):
     assert main(["synth-report", "--real", str(phantom), "--synthetic", str(syn), "--out", str(out), "--max-real", "2"]) == 0
     report = json.loads((out / "synth_report.json").read_text())
     assert report["real"]["pair_consistency"]["count"] == 2 and report["real"]["pair_consistency"]["mean"] > 0.5
+    assert report["pair_consistency_prompt"].startswith("box of the image's own mask with 5% margin")  # evaluate.json's box_margin
     assert report["synthetic"]["pair_consistency"]["count"] == 2
     assert {"fid", "kid", "mmd_linear"} <= set(report["feature_distance"])
     assert (out / "synth_grid.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "mode, configs, key",
+    [("latent", ("latent_common.json", "train_prior.json", "train_conditioning.json"), "prior_dir"),
+     ("concat", ("train.json",), "mode"), ("controlnet", ("train.json", "train_controlnet.json"), "mode")],
+)  # fmt: skip
+def test_train_generator_runs_the_configs_of_its_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str, configs: tuple, key: str):
+    calls = []
+    monkeypatch.setattr(jobs, "run_bundle", lambda name, config, overrides: calls.append((name, tuple(config), overrides)))
+    prior = tmp_path / "prior" if mode == "latent" else None
+    weights = jobs.train_generator(tmp_path / "data", tmp_path / "out", mode=mode, prior=prior, epochs=2)
+    [(name, used, overrides)] = calls
+    assert (name, used) == (BUNDLE, configs) and overrides["max_epochs"] == 2 and key in overrides
+    assert weights.name == ("unet.pt" if mode == "latent" else "model.pt")
+    with pytest.raises(ConfigError, match="prior"):
+        jobs.train_generator(tmp_path / "data", tmp_path / "out", mode="controlnet", prior=tmp_path / "prior")

@@ -1,4 +1,4 @@
-"""The docs that must stay in step with the code: the CLI reference, the README's set-up commands and CI."""
+"""The docs that must stay in step with the code: the CLI and bundle references, the README's set-up commands and CI."""
 
 from __future__ import annotations
 
@@ -9,20 +9,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from monai_fetal.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("generate_cli_reference", ROOT / "docs" / "generate_cli_reference.py")
+def _docs_script(name: str):
+    """The module of ``docs/<name>.py`` (the docs' generators are scripts, not package modules)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_cli_reference_matches_the_parsers() -> None:
-    rendered = _generator().render(build_parser())
+    rendered = _docs_script("generate_cli_reference").render(build_parser())
     assert (ROOT / "docs" / "cli.md").read_text() == rendered, "run: python docs/generate_cli_reference.py"
     for command in ("demo", "experiment", "finetune", "synthesize"):
         assert f"\n## {command}\n" in rendered
@@ -65,15 +68,18 @@ def test_ci_fails_without_the_real_data_where_a_local_run_skips_saying_why(tmp_p
     assert f"CI=true: real HC18 data not found at {missing}" in ci.stdout + ci.stderr
 
 
-def test_bundle_ids_in_docs_exist_in_their_configs() -> None:
-    import json
+def test_bundle_reference_matches_the_jobs_cli_and_configs() -> None:
+    rendered = _docs_script("generate_bundle_reference").render()
+    assert (ROOT / "docs" / "bundles.md").read_text() == rendered, "run: python docs/generate_bundle_reference.py"
+    assert "| `max_epochs` | `10` | `epochs` | `--epochs` |" in rendered  # train.json's default; finetune_sam(epochs=) <- --epochs
+    assert "| `num_samples` | `100` | `count` | `--n` |" in rendered
+    assert "`mode controlnet`: `configs/train.json` + `configs/train_controlnet.json`" in rendered
+    assert "`configs/inference.json` + `configs/evaluate.json`" in rendered
 
-    text = (ROOT / "docs" / "bundles.md").read_text()
-    sections = re.split(r"^### (\S+)$", text, flags=re.MULTILINE)[1:]
-    assert len(sections) == 10
-    for name, body in zip(sections[::2], sections[1::2]):
-        bundle, _, config = name.split("/")
-        ids = set(json.loads((ROOT / "bundles" / bundle / "configs" / config).read_text()))
-        for row in re.findall(r"^\| (`[^|]*) \|", body, flags=re.MULTILINE):
-            for key in re.findall(r"`([a-z_]+)`", row):
-                assert key in ids, f"{name}: {key}"
+
+def test_bundle_reference_refuses_a_job_id_that_no_config_defines(monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = _docs_script("generate_bundle_reference")
+    original = generator.job_ids
+    monkeypatch.setattr(generator, "job_ids", lambda func: {**original(func), "max_epoch": "epochs"})
+    with pytest.raises(ValueError, match="max_epoch"):
+        generator.render()

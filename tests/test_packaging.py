@@ -21,7 +21,7 @@ import yaml
 from monai.apps.utils import HashCheckError
 from monai.bundle import verify_metadata
 
-from monai_fetal.bundles import BUNDLES, META_SCHEMA, META_SCHEMA_SHA256, bundle_dir, verify_bundle_metadata
+from monai_fetal.bundles import BUNDLES, EVALUATE_CONFIGS, META_SCHEMA, META_SCHEMA_SHA256, bundle_dir, verify_bundle_metadata
 from monai_fetal.data.phantom import make_phantom_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_a_non_editable_install_runs_the_cli_and_a_bundle_outside_the_checkout(t
     cohort = tmp_path / "cohort"
     make_phantom_cohort(cohort, 2, seed=0, size=(135, 200), progress=False)
     evaluated = run(
-        python, "-m", "monai.bundle", "run", "--config_file", configs / "evaluate.json",
+        python, "-m", "monai.bundle", "run", "--config_file", str([str(configs / name) for name in EVALUATE_CONFIGS]),
         "--meta_file", configs / "metadata.json", "--logging_file", configs / "logging.conf",
         "--bundle_root", bundle, "--dataset_dir", cohort, "--output_dir", tmp_path / "eval", "--precision", "fp32",
     )  # fmt: skip

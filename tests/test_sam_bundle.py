@@ -14,7 +14,7 @@ import pytest
 import torch
 from monai.bundle import verify_net_in_out
 
-from monai_fetal.bundles import bundle_dir, run_bundle, verify_bundle_metadata
+from monai_fetal.bundles import EVALUATE_CONFIGS, bundle_dir, run_bundle, verify_bundle_metadata
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image
 from monai_fetal.data.phantom import make_phantom_cohort
@@ -88,8 +88,8 @@ def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohor
         ("train.json", {"no_such_id": 1}, "no_such_id"),
         ("train.json", {"augmentation": "heavy"}, "augmentation"),
         ("train.json", {"trainable": "everything"}, "trainable"),
-        ("evaluate.json", {"prompt": "box"}, "prompt"),
-        ("evaluate.json", {"model_name": "vit_q"}, "name"),
+        (EVALUATE_CONFIGS, {"prompt": "box"}, "prompt"),
+        (EVALUATE_CONFIGS, {"model_name": "vit_q"}, "name"),
     ],
 )
 def test_bad_config_values_are_refused_by_name(phantom_cohort, tmp_path, config, overrides, match):
@@ -132,7 +132,7 @@ def zero_shot(hc18_cohort, embedding_cache, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("zero_shot")
     run_bundle(
         "fetal_head_sam",
-        "evaluate.json",
+        EVALUATE_CONFIGS,
         {"dataset_dir": str(hc18_cohort), "output_dir": str(out), "embedding_cache_dir": embedding_cache},
     )
     return out
@@ -166,7 +166,7 @@ def finetuned(hc18_cohort, tmp_path_factory) -> Path:
 def _evaluate_test_split(hc18_cohort, finetuned, embedding_cache, out, prompt) -> dict:
     run_bundle(
         "fetal_head_sam",
-        "evaluate.json",
+        EVALUATE_CONFIGS,
         {
             "dataset_dir": str(hc18_cohort),
             "output_dir": str(out),

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigParser
 
-from monai_fetal.bundles import bundle_dir
+from monai_fetal.bundles import EVALUATE_CONFIGS, read_bundle_config
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image, write_png
 from monai_fetal.jobs import segment_images
@@ -103,17 +102,8 @@ def test_segment_and_evaluate_give_identical_masks(segmented: Path, hc18_cohort:
     items = [item for item in json.loads((hc18_cohort / "datalist.json").read_text())["training"] if item["id"] in IDS]
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"training": [], "validation": [], "test": items}))
-    parser = ConfigParser()
-    parser.read_config(str(bundle_dir("fetal_head_sam") / "configs" / "evaluate.json"))
-    parser.update(
-        {
-            "bundle_root": str(bundle_dir("fetal_head_sam")),
-            "dataset_dir": str(hc18_cohort),
-            "split_file": str(split),
-            "prompt": "auto",
-            "output_dir": str(tmp_path / "eval"),
-        }
-    )
+    overrides = {"dataset_dir": str(hc18_cohort), "split_file": str(split), "prompt": "auto", "output_dir": str(tmp_path / "eval")}
+    parser = read_bundle_config("fetal_head_sam", EVALUATE_CONFIGS, overrides)
     evaluator = parser.get_parsed_content("evaluator")
     masks: dict[str, np.ndarray] = {}
 

@@ -23,11 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HC18_SUBSET, hc18_available, tutorial_options
 
-from monai_fetal.jobs import synthesize_pairs, train_generator
+from monai_fetal.jobs import synth_report, synthesize_pairs, train_generator
 from monai_fetal.data.phantom import make_phantom_cohort
 from monai_fetal.data.prepare import prepare_cohort
-from monai_fetal.metrics.synth_report import synth_report
-from monai_fetal.networks import build_prompted_sam
 
 args = tutorial_options("Tutorial 2: train the generator and synthesise pairs", "02_generate")
 sizes = (
@@ -90,7 +88,7 @@ synthesize_pairs(generator, synthetic, sizes["pairs"], steps=sizes["steps"])
 
 # %%
 report_dir = args.out / "report"
-report = synth_report(build_prompted_sam("lite_medsam"), real, synthetic, report_dir, max_real=sizes["real_scored"])
+report = synth_report(real, synthetic, report_dir, max_real=sizes["real_scored"])
 consistency = report["synthetic"]["pair_consistency"]
 floor = report["feature_distance_real_halves"]
 print(f"FID {report['feature_distance']['fid']:.4f}  KID {report['feature_distance']['kid']:.5f}")

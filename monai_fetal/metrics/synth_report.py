@@ -5,8 +5,10 @@ Both come from one LiteMedSAM pass per image (no download: the weights are a pac
 - **features**: the image-encoder embeddings ``[256, 64, 64]`` mean-pooled to 256 numbers; FID, KID and
   MMD between the real and synthetic sets (:mod:`monai_fetal.metrics.feature_distance`), with the same
   distances between two halves of the real set as the floor that sample size alone gives.
-- **pair consistency**: the mask decoder prompted with the box of the image's own mask (5 % margin, as
-  the SAM bundle evaluates), its prediction mapped back to the image size, Dice against that mask. Real
+- **pair consistency**: the mask decoder prompted with the box of the image's own mask, framed by the
+  preprocessing given (:func:`monai_fetal.jobs.synth_report` passes the SAM bundle's evaluation
+  preprocessing: the box with ``box_margin``, 5 %, as ``evaluate`` prompts), its prediction mapped back
+  to the image size, Dice against that mask. Real
   pairs score about 0.95. As a reference for what the box alone gives, each synthetic image is also
   prompted with the box of the previous pair's mask and scored against that mask (``shuffled``): a
   generator whose images follow their masks scores well above it.
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.metrics import compute_dice
-from monai.transforms import Compose, CopyItemsd, Invertd, LoadImaged
+from monai.transforms import Compose, Invertd
 from tqdm import tqdm
 
 from monai_fetal.atomic import write_json_atomic
@@ -31,7 +33,7 @@ from monai_fetal.errors import ConfigError
 from monai_fetal.metrics.feature_distance import feature_distances
 from monai_fetal.metrics.memorisation import nearest_training_images
 from monai_fetal.networks.prompted_sam import PromptedSam
-from monai_fetal.transforms import BoxFromMaskd, OutlineToFilledMaskd, SamFramed
+from monai_fetal.transforms import BoxFromMaskd
 from monai_fetal.visualize import load_cohort_pairs, save_pair_grid
 
 __all__ = ["CohortScores", "score_cohort", "summarize", "synth_report", "REPORT_NAME", "GRID_NAME"]
@@ -40,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 REPORT_NAME = "synth_report.json"
 GRID_NAME = "synth_grid.png"
-BOX_MARGIN = 0.05
 
 
 class CohortScores:
@@ -53,16 +54,9 @@ class CohortScores:
         self.shuffled = shuffled
 
 
-def _preprocessing(frame_size: int) -> Compose:
-    return Compose(
-        [
-            LoadImaged(keys=["image", "label"], reader="ITKReader", ensure_channel_first=True, image_only=True),
-            OutlineToFilledMaskd(keys="label"),
-            CopyItemsd(keys="label", names="label_frame"),
-            SamFramed(keys="image", label_keys="label_frame", frame_size=frame_size),
-            BoxFromMaskd(keys="label_frame", margin=BOX_MARGIN),
-        ]
-    )
+def _box_margin(preprocessing: Compose) -> float:
+    """The margin of the box prompt that ``preprocessing`` draws from each mask."""
+    return next(t.margin for t in preprocessing.transforms if isinstance(t, BoxFromMaskd))
 
 
 def _dice_in_image(network: PromptedSam, embedding: torch.Tensor, box: torch.Tensor, data: dict, invert: Invertd, label: torch.Tensor) -> float:
@@ -73,11 +67,20 @@ def _dice_in_image(network: PromptedSam, embedding: torch.Tensor, box: torch.Ten
 
 
 @torch.no_grad()
-def score_cohort(network: PromptedSam, cohort_dir: str | Path, max_images: int | None = None, seed: int = 0, progress: bool = True) -> CohortScores:
+def score_cohort(
+    network: PromptedSam,
+    preprocessing: Compose,
+    cohort_dir: str | Path,
+    max_images: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> CohortScores:
     """Pooled features and pair-consistency Dice (own box, and the previous pair's box) of a cohort's images.
 
     Args:
         network: LiteMedSAM (or another :class:`PromptedSam`), eval mode.
+        preprocessing: datalist item -> ``image`` framed for ``network``, ``label`` at the image's size and
+            ``box`` (``x0, y0, x1, y1`` in the frame), invertible (the SAM bundle's evaluation preprocessing).
         cohort_dir: a cohort folder (``datalist.json``).
         max_images: score at most this many images, chosen at random by ``seed`` (all when ``None``).
     """
@@ -85,7 +88,6 @@ def score_cohort(network: PromptedSam, cohort_dir: str | Path, max_images: int |
     if max_images is not None and len(items) > max_images:
         chosen = np.sort(np.random.default_rng(seed).choice(len(items), max_images, replace=False))
         items = [items[i] for i in chosen]
-    preprocessing = _preprocessing(network.frame_size)
     invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)
     device = network.pixel_mean.device
     ids, features, dice, shuffled = [], [], [], []
@@ -138,6 +140,7 @@ def _grid(real_dir: Path, synthetic_dir: Path, path: Path, real_count: int, synt
 
 def synth_report(
     network: PromptedSam,
+    preprocessing: Compose,
     real_dir: str | Path,
     synthetic_dir: str | Path,
     output_dir: str | Path,
@@ -149,6 +152,7 @@ def synth_report(
     """Score ``synthetic_dir`` against ``real_dir``; write ``synth_report.json`` and ``synth_grid.png`` to ``output_dir``.
 
     Args:
+        preprocessing: what :func:`score_cohort` takes: framing and the box prompt of each image's own mask.
         training_images: the images the generator was trained on (its prior's and its conditioning's);
             when given, the report holds the memorisation check (:mod:`monai_fetal.metrics.memorisation`).
 
@@ -159,11 +163,11 @@ def synth_report(
     if max_real is not None and (isinstance(max_real, bool) or not isinstance(max_real, int) or max_real < 2):
         raise ConfigError("max_real", max_real, "an integer >= 2, or None for every real image")
     real_dir, synthetic_dir, output_dir = Path(real_dir), Path(synthetic_dir), Path(output_dir)
-    real = score_cohort(network, real_dir, max_real, seed, progress)
-    synthetic = score_cohort(network, synthetic_dir, None, seed, progress)
+    real = score_cohort(network, preprocessing, real_dir, max_real, seed, progress)
+    synthetic = score_cohort(network, preprocessing, synthetic_dir, None, seed, progress)
     report = {
         "features": f"{network.name} image-encoder embeddings, mean-pooled to {real.features.shape[1]} numbers",
-        "pair_consistency_prompt": f"box of the image's own mask with {BOX_MARGIN:.0%} margin; Dice at the image size",
+        "pair_consistency_prompt": f"box of the image's own mask with {_box_margin(preprocessing):.0%} margin; Dice at the image size",
         "real": {
             "cohort": str(real_dir.resolve()),
             "pair_consistency": summarize(real.dice),
