@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from monai_fetal.atomic import write_json_atomic
-from monai_fetal.networks import build_prompted_sam, module_fingerprint
+from monai_fetal.networks import SamRuntime, build_prompted_sam, module_fingerprint
 from monai_fetal.networks.openvino_runtime import OpenVinoModel, openvino_available, phantom_frames
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -62,7 +62,7 @@ def _onnxruntime(encoder: torch.nn.Module, example: torch.Tensor, threads: int) 
 
 
 def _openvino(precision: str) -> Encoder:
-    net = build_prompted_sam(trainable="none").set_precision(precision)
+    net = SamRuntime(build_prompted_sam(trainable="none"), precision)
     return lambda image: net.encode(image)
 
 
@@ -70,7 +70,7 @@ def _openvino_vendored_int8() -> Encoder:
     """The ``ov-int8`` path on the vendored TinyViT graph as it is, without ``tiny_vit_export``'s rewrite."""
     net = build_prompted_sam(trainable="none")
     name = f"{module_fingerprint(net.image_encoder, net.name)}-benchmark-vendored-graph-int8"
-    calibration = [net.normalize(frame[None])[0] for frame in phantom_frames(256)]  # what PromptedSam calibrates on
+    calibration = [net.normalize(frame[None])[0] for frame in phantom_frames(256)]  # what SamRuntime calibrates on
     model = OpenVinoModel(net.image_encoder, (torch.zeros(1, 3, 256, 256),), name, "bf16", lambda: calibration)
     return lambda image: model(net.normalize(image))[0]
 

@@ -21,7 +21,7 @@ import torch
 
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.engines import MaskAndLocatorLoss
-from monai_fetal.networks import build_prompted_sam
+from monai_fetal.networks import SamRuntime, build_prompted_sam
 from timing import peak_memory_mb, synchronize
 
 EPOCH_IMAGES = 20  # a 5-shot run with 4 augmentation variants
@@ -62,7 +62,7 @@ def inference_case(device_name: str, batch: int, repeats: int, threads: int, pre
     """Seconds per image for encode + decode of ``batch`` images with boxes, no gradient, encoder in ``precision``."""
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    net = build_prompted_sam().to(device).eval().set_precision(precision)
+    net = SamRuntime(build_prompted_sam(), precision).to(device).eval()
     ((images, _, boxes),) = _batches(batch, batch, net.frame_size, device)
 
     def run() -> None:
@@ -80,9 +80,7 @@ def training_case(device_name: str, trainable: str, cached: bool, repeats: int, 
 
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    net = build_prompted_sam(trainable=trainable).to(device)
-    if cached:
-        net.use_embedding_cache(cache_dir)
+    net = SamRuntime(build_prompted_sam(trainable=trainable), embedding_cache_dir=cache_dir if cached else None).to(device)
     net.train()
     loss_function = MaskAndLocatorLoss(DiceCELoss(sigmoid=True, squared_pred=True))
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-5)

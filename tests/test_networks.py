@@ -18,6 +18,7 @@ from monai_fetal.networks import (
     PRECISIONS,
     SAM_BUILDERS,
     PromptedSam,
+    SamRuntime,
     build_prompted_sam,
     default_precision,
     frame_size_of,
@@ -229,28 +230,28 @@ def test_vit_normalisation_matches_sam_preprocess():
 
 
 def test_embedding_cache_serves_a_frozen_encoder_only(tmp_path, images):
-    net = build_prompted_sam().use_embedding_cache(tmp_path / "cache")
+    net = SamRuntime(build_prompted_sam(), embedding_cache_dir=tmp_path / "cache")
     with torch.no_grad():
         first = net(images[:1], BOXES[:1])
         second = net(images[:1], BOXES[:1])
-    assert (net._cache.misses, net._cache.hits) == (1, 1)
+    assert (net.embedding_cache.misses, net.embedding_cache.hits) == (1, 1)
     assert len(list((tmp_path / "cache").rglob("*.pt"))) == 1
     assert torch.equal(first, second)
-    full = build_prompted_sam(trainable="full").use_embedding_cache(tmp_path / "cache")
-    assert full.encode(images[:1]).requires_grad and full._cache.hits == full._cache.misses == 0
+    full = SamRuntime(build_prompted_sam(trainable="full"), embedding_cache_dir=tmp_path / "cache")
+    assert full.encode(images[:1]).requires_grad and full._cache is None  # bypassed: not even fingerprinted
 
 
 def test_bf16_encoder_is_close_to_fp32_and_cached_apart(tmp_path, images):
     net = build_prompted_sam()
     with torch.no_grad():
         reference = net.encode(images[:1])
-        fast = net.set_precision("bf16").encode(images[:1])
+        fast = SamRuntime(net, "bf16").encode(images[:1])
     assert fast.dtype == torch.float32 and fast.shape == reference.shape
     assert (fast - reference).abs().max() < 0.1 * reference.abs().max()
-    fingerprint = net.use_embedding_cache(tmp_path)._cache.fingerprint
-    assert fingerprint != net.set_precision("fp32").use_embedding_cache(tmp_path)._cache.fingerprint
+    fingerprint = SamRuntime(net, "bf16", tmp_path).embedding_cache.fingerprint
+    assert fingerprint != SamRuntime(net, "fp32", tmp_path).embedding_cache.fingerprint
     with pytest.raises(ConfigError, match="precision"):
-        net.set_precision("fp16")
+        SamRuntime(net, "fp16")
 
 
 def _mean_relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -261,7 +262,7 @@ def test_openvino_fp32_matches_torch_and_is_converted_once(model_cache, images, 
     net = build_prompted_sam()
     with torch.no_grad():
         reference = net.encode(images)
-        converted = net.set_precision("ov-fp32").encode(images)
+        converted = SamRuntime(net, "ov-fp32").encode(images)
     assert converted.dtype == torch.float32 and converted.shape == reference.shape
     assert _mean_relative_error(converted, reference) < 1e-4
     assert len(list(model_cache.glob("openvino/*-encoder-256-float-r*/model.xml"))) == 1
@@ -271,7 +272,7 @@ def test_openvino_fp32_matches_torch_and_is_converted_once(model_cache, images, 
 
     monkeypatch.setattr(openvino_runtime, "_convert", no_conversion)
     with torch.no_grad():
-        again = build_prompted_sam().set_precision("ov-fp32").encode(images[:1])
+        again = SamRuntime(build_prompted_sam(), "ov-fp32").encode(images[:1])
     assert torch.equal(again, converted[:1])
 
 
@@ -297,22 +298,22 @@ def test_openvino_int8_is_close_to_fp32_and_is_the_cpu_default(model_cache):
     images = torch.stack(openvino_runtime.phantom_frames(256, count=2, seed=1))  # in the calibrated range, unlike noise
     with torch.no_grad():
         reference = net.encode(images)
-        quantised = net.set_precision("ov-int8").encode(images)
+        quantised = SamRuntime(net, "ov-int8").encode(images)
     assert _mean_relative_error(quantised, reference) < 0.3  # 0.2 measured (noise inputs: 0.9); Dice: test_sam_bundle
     assert len(list(model_cache.glob("openvino/*-encoder-256-int8-r*/model.xml"))) == 1
-    fingerprint = net.use_embedding_cache(model_cache / "embeddings")._cache.fingerprint
-    assert fingerprint != net.set_precision("ov-fp32").use_embedding_cache(model_cache / "embeddings")._cache.fingerprint
+    fingerprint = SamRuntime(net, "ov-int8", model_cache / "embeddings").embedding_cache.fingerprint
+    assert fingerprint != SamRuntime(net, "ov-fp32", model_cache / "embeddings").embedding_cache.fingerprint
 
 
 def test_openvino_encoder_follows_new_weights_and_leaves_a_trainable_encoder_to_torch(images):
-    net = build_prompted_sam().set_precision("ov-fp32")
+    net = SamRuntime(build_prompted_sam(), "ov-fp32")
     with torch.no_grad():
         before = net.encode(images[:1])
         state = {k: v + 0.1 if k.endswith("neck.3.bias") else v for k, v in net.state_dict().items()}
         net.load_state_dict(state)
         after = net.encode(images[:1])
     assert torch.allclose(after, before + 0.1, atol=1e-4)
-    full = build_prompted_sam(trainable="full").set_precision("ov-fp32")
+    full = SamRuntime(build_prompted_sam(trainable="full"), "ov-fp32")
     assert full.encode(images[:1]).requires_grad
 
 
@@ -324,22 +325,23 @@ def test_cli_precision_option_offers_every_precision():
 
 
 def test_openvino_precision_without_the_package_is_a_config_error(monkeypatch):
-    monkeypatch.setattr("monai_fetal.networks.prompted_sam.openvino_available", lambda int8=False: False)
+    monkeypatch.setattr("monai_fetal.networks.sam_runtime.openvino_available", lambda int8=False: False)
     with pytest.raises(ConfigError, match="pip install openvino"):
-        build_prompted_sam().set_precision("ov-int8")
+        SamRuntime(build_prompted_sam(), "ov-int8")
 
 
 def test_frozen_decoder_runs_box_prompts_in_openvino_and_matches_torch(embeddings):
-    net = build_prompted_sam(trainable="none")
+    model = build_prompted_sam(trainable="none")
+    net = SamRuntime(model, "ov-fp32")
     with torch.no_grad():
-        reference, reference_iou = net.decode(embeddings, BOXES, return_iou=True)
-        converted, iou = net.set_precision("ov-fp32").decode(embeddings, BOXES, return_iou=True)
+        reference, reference_iou = model.decode(embeddings, BOXES, return_iou=True)
+        converted, iou = net.decode(embeddings, BOXES, return_iou=True)
         unprompted = net.decode(embeddings)
     assert "box_decoder" in net._openvino
     assert converted.shape == reference.shape and iou.shape == reference_iou.shape
     assert torch.allclose(converted, reference, atol=1e-3) and torch.allclose(iou, reference_iou, atol=1e-4)
     assert unprompted.shape == reference.shape
-    trainable = build_prompted_sam(trainable="decoder").set_precision("ov-fp32")
+    trainable = SamRuntime(build_prompted_sam(trainable="decoder"), "ov-fp32")
     assert trainable.decode(embeddings, BOXES).requires_grad and "box_decoder" not in trainable._openvino
 
 

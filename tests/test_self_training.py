@@ -11,7 +11,7 @@ import torch
 
 from monai_fetal.engines import LocatorSelfTraining
 from monai_fetal.engines.self_training import SELF_TRAINING_NAME
-from monai_fetal.networks import build_prompted_sam
+from monai_fetal.networks import SamRuntime, build_prompted_sam
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask
 
 FRAME = 256
@@ -32,7 +32,7 @@ def _head_frame(cx: float, cy: float, seed: int) -> dict:
 @pytest.fixture(scope="module")
 def network():
     torch.manual_seed(0)
-    return build_prompted_sam("lite_medsam", trainable="decoder").set_precision("fp32").eval()
+    return SamRuntime(build_prompted_sam("lite_medsam", trainable="decoder")).eval()
 
 
 def _self_training(network, model: Path, unlabelled: list[dict]) -> LocatorSelfTraining:

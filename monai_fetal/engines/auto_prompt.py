@@ -142,7 +142,7 @@ class AutoBoxPrompt:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Boxes ``[B, 4]`` (x0, y0, x1, y1 in the frame) and their quality ``[B]`` in [0, 1] for images ``[B, 3, S, S]``.
 
-        ``network`` is a :class:`monai_fetal.networks.PromptedSam` (``encode``, ``decode``, ``locate``);
+        ``network`` is a :class:`monai_fetal.networks.SamRuntime` or ``PromptedSam`` (``encode``, ``decode``, ``locate``);
         ``embeddings`` are the images' encodings when the caller has them already. The quality is SAM's
         IoU estimate for the mask of the returned box times that mask's agreement with its ellipse
         (``None`` without ``with_quality``).

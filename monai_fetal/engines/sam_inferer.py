@@ -14,7 +14,7 @@ PROMPTS = ("gt_box", "auto", "box_or_auto", "gt_box+auto")
 
 
 class SamInferer(Inferer):
-    """Call a :class:`monai_fetal.networks.PromptedSam` with the right prompt.
+    """Call a :class:`monai_fetal.networks.SamRuntime` (or a bare :class:`~monai_fetal.networks.PromptedSam`) with the right prompt.
 
     Args:
         prompt: ``gt_box``: the batch's box (the ground-truth box in evaluation; an error if absent);

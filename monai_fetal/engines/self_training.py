@@ -49,8 +49,9 @@ class LocatorSelfTraining:
     """Pseudo-label unlabelled images with the no-box path and retrain the head locator on them, ``rounds`` times.
 
     Args:
-        network: the fine-tuned :class:`~monai_fetal.networks.PromptedSam` (its weights are loaded from
-            ``model_path`` first: the best model of the supervised run).
+        network: the fine-tuned :class:`~monai_fetal.networks.SamRuntime` or
+            :class:`~monai_fetal.networks.PromptedSam` (its weights are loaded from ``model_path`` first: the
+            best model of the supervised run).
         model_path: the supervised run's ``model.pt``; rewritten (atomically) with the retrained locator.
         labelled: transform of a labelled item to ``{"image": [3, S, S] frame, "label": [1, S, S]}``.
         unlabelled: transform of an unlabelled item to ``{"image": [3, S, S] frame}`` (the inference framing).
@@ -114,8 +115,8 @@ class LocatorSelfTraining:
     def _train_locator(self, items: list[dict]) -> float:
         """Train the locator for ``steps`` steps on ``items`` (``image``: embedding, ``label``: mask); the last loss."""
         locator = _Locator(self.network)
-        for name, parameter in self.network.named_parameters():
-            parameter.requires_grad_(name.startswith("locator."))
+        self.network.requires_grad_(False)
+        self.network.locator.requires_grad_(True)
         loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, drop_last=len(items) > self.batch_size)
         trainer = SupervisedTrainer(  # one epoch of ``steps`` iterations: ignite restarts the loader as needed
             device=self.device,

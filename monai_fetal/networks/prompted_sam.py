@@ -1,23 +1,23 @@
-"""A box-prompted SAM: image encoder + segment-anything's prompt encoder and mask decoder, in the SAM frame."""
+"""A box-prompted SAM: image encoder + segment-anything's prompt encoder and mask decoder, in the SAM frame.
+
+This is the model and its freezing policy only; how it runs (encoder precision, OpenVINO, the embedding
+cache) is :class:`~monai_fetal.networks.sam_runtime.SamRuntime`'s, as segment-anything keeps ``Sam`` and
+``SamPredictor`` apart.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
 
-from monai_fetal.config_checks import CHOICES, check_choice
-from monai_fetal.errors import ConfigError
-from monai_fetal.networks.embedding_cache import EmbeddingCache, module_fingerprint
+from monai_fetal.config_checks import check_choice
 from monai_fetal.networks.locator import HeadLocator
-from monai_fetal.networks.openvino_runtime import OpenVinoModel, openvino_available, phantom_frames
-from monai_fetal.networks.tiny_vit_export import export_friendly
 
-__all__ = ["PromptedSam", "PARTS", "TRAINABLE", "PRECISIONS", "default_precision"]
+__all__ = ["PromptedSam", "PARTS", "TRAINABLE"]
 
 PARTS = ("image_encoder", "prompt_encoder", "mask_decoder", "locator")
 TRAINABLE: dict[str, tuple[str, ...]] = {
@@ -27,23 +27,6 @@ TRAINABLE: dict[str, tuple[str, ...]] = {
     "full": PARTS,
 }
 LOCATOR_PREFIX = "locator."
-OPENVINO_HINTS = {"ov-fp32": "f32", "ov-bf16": "bf16", "ov-int8": "bf16"}  # int8 encoder: the rest, and the decoder, in bf16
-PRECISIONS = CHOICES["precision"]
-
-
-def default_precision(device: str | torch.device) -> str:
-    """The fastest encoder path that keeps fp32's Dice (benchmarks/README.md) on ``device``.
-
-    On a CPU: OpenVINO int8 (``ov-int8``) when ``openvino`` and ``nncf`` are installed (they are
-    dependencies of the package), else torch ``bf16`` with native bfloat16 support (AVX512-BF16 or
-    AMX) or ``fp32``. On CUDA ``fp32``: the bundles' ``amp`` switch governs mixed precision there.
-    """
-    if torch.device(device).type != "cpu":
-        return "fp32"
-    if openvino_available(int8=True):
-        return "ov-int8"
-    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bf16" if bf16 else "fp32"
 
 
 class PromptedSam(nn.Module):
@@ -69,7 +52,7 @@ class PromptedSam(nn.Module):
         mask_decoder: segment-anything ``MaskDecoder``.
         pixel_mean: per-channel mean in [0, 1] units.
         pixel_std: per-channel standard deviation in [0, 1] units.
-        name: the builder name (part of the embedding-cache fingerprint).
+        name: the builder name (part of the runtime's cache fingerprints).
     """
 
     def __init__(
@@ -93,9 +76,6 @@ class PromptedSam(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
         self.frame_size = int(height)
         self.name = name
-        self.precision = "fp32"
-        self._cache: EmbeddingCache | None = None
-        self._openvino: dict[str, OpenVinoModel] = {}
 
     @property
     def encoder_frozen(self) -> bool:
@@ -106,7 +86,6 @@ class PromptedSam(nn.Module):
         """Freeze all but ``decoder`` (mask decoder and locator), ``decoder+prompt`` (and prompt encoder), nothing
         (``full``) or everything (``none``: inference)."""
         check_choice("trainable", trainable, tuple(TRAINABLE))
-        self._openvino = {}
         for name in PARTS:
             getattr(self, name).requires_grad_(name in TRAINABLE[trainable])
         return self._set_mode(self.training)
@@ -126,102 +105,22 @@ class PromptedSam(nn.Module):
                 getattr(self, name).eval()
         return self
 
-    def set_precision(self, precision: str) -> PromptedSam:
-        """Run the frozen image encoder in torch ``fp32``, torch ``bf16`` autocast, or OpenVINO ``ov-fp32`` / ``ov-bf16``.
-
-        torch ``bf16`` (channels-last) roughly halves the CPU encoder time on processors with
-        AVX512-BF16; OpenVINO on the CPU is faster still (benchmarks/README.md). bf16 embeddings differ
-        from fp32 ones by ~1e-2 at no measured Dice cost, and the cache keeps precisions apart. The
-        ``ov-`` paths need the ``openvino`` package (and ``nncf`` for ``ov-int8``) and a CPU model, and
-        serve frozen parts only: a trainable encoder runs in torch fp32; a frozen prompt encoder and mask
-        decoder (policy ``none``) run box prompts in OpenVINO (fp32 for ``ov-fp32``, else bf16), other prompts in torch fp32. Call it
-        before :meth:`use_embedding_cache`.
-        """
-        self.precision = check_choice("precision", precision, PRECISIONS)
-        if precision in OPENVINO_HINTS and not openvino_available(int8=precision == "ov-int8"):
-            raise ConfigError("precision", precision, "'fp32' or 'bf16', or install openvino and nncf (pip install openvino nncf)")
-        if precision in OPENVINO_HINTS and self.pixel_mean.device.type != "cpu":
-            raise ConfigError("precision", precision, "'fp32' or 'bf16' on a GPU (OpenVINO runs on the CPU here)")
-        memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
-        self.image_encoder.to(memory_format=memory_format)
-        self._openvino = {}
-        return self
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """``nn.Module.load_state_dict``; OpenVINO parts are rebuilt from the new weights at next use."""
-        self._openvino = {}
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def use_embedding_cache(self, root: str | Path | None, memory_items: int = 256) -> PromptedSam:
-        """Cache encoder embeddings by input content under ``root`` (``None``: no cache); returns ``self``.
-
-        The cache only serves a frozen encoder; with a trainable encoder it is bypassed. Call it after
-        the weights are loaded: the fingerprint (a hash of the encoder's weights) is taken now.
-        """
-        if root is None:
-            self._cache = None
-        else:
-            fingerprint = module_fingerprint(self.image_encoder, f"{self.name}:{self.frame_size}:{self.precision}")
-            self._cache = EmbeddingCache(root, fingerprint, memory_items)
-        return self
-
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """``[B, 3, S, S]`` in [0, 1] -> the encoder's input scale."""
         return (image - self.pixel_mean) / self.pixel_std
 
-    def _check_image(self, image: torch.Tensor) -> None:
+    def check_image(self, image: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``image`` is ``[B, 3, S, S]`` in this model's frame."""
         size = self.frame_size
         if image.ndim != 4 or image.shape[1] != 3 or tuple(image.shape[-2:]) != (size, size):
             raise ValueError(f"image must be [B, 3, {size}, {size}] in the SAM frame, got shape {tuple(image.shape)}")
 
-    def _calibration_inputs(self) -> list[torch.Tensor]:
-        return [self.normalize(frame.to(self.pixel_mean.device)) for frame in phantom_frames(self.frame_size)]
-
-    def _openvino_encoder(self) -> OpenVinoModel:
-        if "encoder" not in self._openvino:
-            int8 = self.precision == "ov-int8"
-            fingerprint = module_fingerprint(self.image_encoder, self.name)
-            self._openvino["encoder"] = OpenVinoModel(
-                export_friendly(self.image_encoder),
-                (torch.zeros(1, 3, self.frame_size, self.frame_size),),
-                f"{fingerprint}-encoder-{self.frame_size}-{'int8' if int8 else 'float'}",
-                OPENVINO_HINTS[self.precision],
-                self._calibration_inputs if int8 else None,
-            )
-        return self._openvino["encoder"]
-
-    def _openvino_box_decoder(self) -> OpenVinoModel:
-        if "box_decoder" not in self._openvino:
-            decoder = _BoxDecoder(self.prompt_encoder, self.mask_decoder)
-            height, width = self.prompt_encoder.image_embedding_size
-            examples = (torch.zeros(1, self.prompt_encoder.embed_dim, height, width), torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
-            name = f"{module_fingerprint(decoder, self.name)}-box-decoder-{self.frame_size}"
-            self._openvino["box_decoder"] = OpenVinoModel(decoder, examples, name, OPENVINO_HINTS[self.precision])
-        return self._openvino["box_decoder"]
-
-    def _in_openvino(self, *parts: str) -> bool:
-        frozen = not any(p.requires_grad for name in parts for p in getattr(self, name).parameters())
-        return self.precision in OPENVINO_HINTS and frozen
-
-    def _encode(self, image: torch.Tensor) -> torch.Tensor:
-        if self._in_openvino("image_encoder"):
-            return self._openvino_encoder()(self.normalize(image))[0]
-        bf16 = self.precision == "bf16"
-        with (
-            torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen),
-            torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bf16),
-        ):
-            image = self.normalize(image)
-            embeddings = self.image_encoder(image.contiguous(memory_format=torch.channels_last) if bf16 else image)
-        return embeddings.float().contiguous()
-
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """Image embeddings ``[B, 256, 64, 64]`` of ``image`` ``[B, 3, S, S]`` (through the cache when enabled)."""
-        self._check_image(image)
+        """Image embeddings ``[B, 256, 64, 64]`` of ``image`` ``[B, 3, S, S]`` (with gradients only into a trainable encoder)."""
+        self.check_image(image)
         image = image.as_subclass(torch.Tensor)  # MONAI MetaTensor bookkeeping costs more than the network
-        if self._cache is not None and self.encoder_frozen:
-            return self._cache.encode(image, self._encode)
-        return self._encode(image)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
+            return self.image_encoder(self.normalize(image))
 
     def decode(
         self, embeddings: torch.Tensor, boxes: torch.Tensor | None = None, multimask: bool = False, return_iou: bool = False
@@ -238,19 +137,26 @@ class PromptedSam(nn.Module):
             logits ``[B, K, S, S]`` with K = 3 if ``multimask`` else 1; with ``return_iou`` also ``[B, K]``.
         """
         embeddings = embeddings.as_subclass(torch.Tensor)
-        if boxes is not None:
-            boxes = torch.as_tensor(boxes, dtype=torch.float32, device=embeddings.device).as_subclass(torch.Tensor)
-            if boxes.shape != (embeddings.shape[0], 4):
-                raise ValueError(f"boxes must be [B, 4] with B = {embeddings.shape[0]}, got shape {tuple(boxes.shape)}")
-        if boxes is not None and not multimask and not embeddings.requires_grad and self._in_openvino("prompt_encoder", "mask_decoder"):
-            logits, ious = self._openvino_box_decoder()(embeddings, boxes)
-        else:
-            logits, ious = self._decode_in_torch(embeddings, boxes, multimask)
-        if logits.shape[-1] != self.frame_size:
-            logits = F.interpolate(logits, (self.frame_size, self.frame_size), mode="bilinear", align_corners=False)
+        logits, ious = self._decode_low_res(embeddings, self.check_boxes(embeddings, boxes), multimask)
+        logits = self.to_frame(logits)
         return (logits, ious) if return_iou else logits
 
-    def _decode_in_torch(self, embeddings: torch.Tensor, boxes: torch.Tensor | None, multimask: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def check_boxes(self, embeddings: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor | None:
+        """``boxes`` as a float32 ``[B, 4]`` tensor beside ``embeddings`` ``[B, ...]`` (``None`` stays ``None``); ``ValueError`` otherwise."""
+        if boxes is None:
+            return None
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=embeddings.device).as_subclass(torch.Tensor)
+        if boxes.shape != (embeddings.shape[0], 4):
+            raise ValueError(f"boxes must be [B, 4] with B = {embeddings.shape[0]}, got shape {tuple(boxes.shape)}")
+        return boxes
+
+    def to_frame(self, logits: torch.Tensor) -> torch.Tensor:
+        """The mask decoder's low-resolution logits ``[B, K, h, w]`` resized to the frame, ``[B, K, S, S]``."""
+        if logits.shape[-1] == self.frame_size:
+            return logits
+        return F.interpolate(logits, (self.frame_size, self.frame_size), mode="bilinear", align_corners=False)
+
+    def _decode_low_res(self, embeddings: torch.Tensor, boxes: torch.Tensor | None, multimask: bool) -> tuple[torch.Tensor, torch.Tensor]:
         image_pe = self.prompt_encoder.get_dense_pe()
         masks, ious = [], []
         for i, embedding in enumerate(embeddings):
@@ -282,22 +188,3 @@ class PromptedSam(nn.Module):
         logits = self.decode(embeddings, boxes)
         return torch.cat([logits, self.locate(embeddings)], dim=1) if with_locator else logits
 
-
-class _BoxDecoder(nn.Module):
-    """Prompt encoder + mask decoder for one box and one mask: the part of :meth:`PromptedSam.decode` that
-    OpenVINO runs (a traceable, fixed-shape graph)."""
-
-    def __init__(self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder) -> None:
-        super().__init__()
-        self.prompt_encoder = prompt_encoder
-        self.mask_decoder = mask_decoder
-
-    def forward(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sparse, dense = self.prompt_encoder(points=None, boxes=boxes, masks=None)
-        return self.mask_decoder(
-            image_embeddings=embeddings,
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
