@@ -8,6 +8,7 @@ head's measurements.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from scipy import ndimage
 from monai_fetal.bundles import bundle_dir, bundle_weights
 from monai_fetal.data.io import read_image
 from monai_fetal.errors import ConfigError
+from monai_fetal.jobs import segment_images
 from monai_fetal.networks import default_precision
 from monai_fetal.shape.biometry import biometry_from_mask
 from monai_fetal.transforms import box_from_mask
@@ -101,6 +103,18 @@ def test_no_prompt_gives_the_head_and_its_measurements(task: BundleInferTask, hc
     assert result["hc_mm"] == pytest.approx(biometry_from_mask(label > 0, spacing).hc_mm, rel=1e-3)
     assert result["flagged"] is (result["quality"] < result["flag_below"])
     assert 0 < result["quality_terms"]["sam_iou"] < 1  # SAM's IoU estimate reached the measurement
+
+
+def test_monai_label_and_segment_share_one_no_box_path(task: BundleInferTask, hc18_cohort: Path, tmp_path: Path) -> None:
+    """The same image gives the same mask and the same measurements through MONAI Label and ``monai-fetal segment``."""
+    image = hc18_cohort / "images" / f"{CASE}.png"
+    label, result = _infer(task, image)
+    with segment_images([image], tmp_path).open() as table:
+        row = next(csv.DictReader(table))
+    assert np.array_equal(read_image(tmp_path / f"{CASE}_mask.png") > 0, label > 0)
+    for key in ("hc_mm", "hc_px", "bpd_mm", "ofd_mm", "quality"):
+        assert result[key] == float(row[key]), key
+    assert result["flagged"] == bool(int(row["flagged"]))
 
 
 def test_pixel_size_from_the_request_else_unknown(task: BundleInferTask, hc18_cohort: Path, tmp_path: Path) -> None:
