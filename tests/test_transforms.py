@@ -10,13 +10,18 @@ from monai.transforms import Compose, FillHoles, Invertd, LoadImaged
 from scipy import ndimage
 
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask
+from monai_fetal.engines import SamInferer
+from monai_fetal.errors import ConfigError
 from monai_fetal.transforms import (
+    PROMPT_META_KEY,
     BoxFromMaskd,
+    BoxToMetad,
     FillBinaryHolesd,
     Greyscaled,
     OutlineToFilledMaskd,
     SamFramed,
     ScaleBoxd,
+    ViewerPromptd,
     box_from_mask,
     fill_binary_holes,
 )
@@ -142,3 +147,59 @@ def test_binary_hole_filling_matches_monai_fill_holes_and_keeps_metadata():
         assert torch.equal(ours.as_tensor(), FillHoles(applied_labels=[1])(tensor).as_tensor())
         assert ours.dtype == torch.float32 and ours.meta["filename_or_obj"] == "x.png"
     assert fill_binary_holes(masks[-1][0]).sum() == (ring <= 1).sum()
+
+
+def _loaded(width: int = 200, height: int = 120, reduction: int = 1) -> MetaTensor:
+    """An image as ``LoadGreyscaled`` gives it: ``[1, W, H]`` with the reduction in its meta data."""
+    return MetaTensor(torch.zeros(1, width, height), meta={"reduction": reduction, "filename_or_obj": "x.png"})
+
+
+def test_viewer_box_and_clicks_become_the_box_in_the_pixels_read():
+    prompt = ViewerPromptd("image")
+    assert "box" not in prompt({"image": _loaded(), "roi": [], "foreground": [], "background": []})  # automatic prompt
+    box = prompt({"image": _loaded(), "roi": [10, 20, 110, 90, 0, 1]})["box"]  # a 3-D roi's z range is ignored
+    assert box.tolist() == [10, 20, 110, 90]
+    reduced = prompt({"image": _loaded(100, 60, reduction=2), "roi": [10, 20, 110, 90]})["box"]
+    assert reduced.tolist() == [5, 10, 55, 45]
+    clicks = prompt({"image": _loaded(), "foreground": [[40, 30], [140, 30], [90, 10, 0], [90, 100]]})["box"]
+    assert clicks.tolist() == pytest.approx([35, 5.5, 145, 104.5])  # enclosing box widened by 5 % of its size
+    corner = prompt({"image": _loaded(), "foreground": [[0, 0], [100, 50]]})["box"]
+    assert corner.tolist() == pytest.approx([0, 0, 105, 52.5])  # cut to the image
+    assert prompt({"image": _loaded(), "roi": [1, 2, 3, 4], "foreground": [[5, 5], [9, 9]]})["box"].tolist() == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "request_params, named",
+    [
+        ({"roi": [10, 20, 5, 90]}, "roi"),  # inverted
+        ({"roi": [10, 20, 30]}, "roi"),
+        ({"roi": ["a", 1, 2, 3]}, "roi"),
+        ({"roi": [10, 20, 250, 90]}, "roi"),  # past the 200-pixel width
+        ({"foreground": [[5, 5]]}, "foreground"),
+        ({"foreground": [[5, 5], [5, 9]]}, "foreground"),  # no area
+        ({"foreground": [[5, 5], [9, 9]], "background": [[1, 1]]}, "background"),
+    ],
+)
+def test_bad_viewer_prompts_are_refused_naming_the_parameter(request_params, named):
+    with pytest.raises(ConfigError, match=f"'{named}'"):
+        ViewerPromptd("image")({"image": _loaded(), **request_params})
+
+
+class _BoxEcho(torch.nn.Module):
+    """Stands in for PromptedSam: ``decode`` returns the box it was given as its IoU estimate."""
+
+    def encode(self, image):
+        return torch.zeros(image.shape[0], 1)
+
+    def decode(self, embeddings, boxes, return_iou=False):
+        return torch.zeros(len(boxes), 1, 4, 4), boxes
+
+
+def test_the_inferer_takes_a_box_from_the_image_meta_data_when_the_batch_has_none():
+    data = BoxToMetad("box", "image")({"image": MetaTensor(torch.zeros(3, 4, 4)), "box": [1.0, 2.0, 3.0, 4.0]})
+    assert data["image"].meta[PROMPT_META_KEY].tolist() == [1, 2, 3, 4]
+    inferer = SamInferer("box_or_auto")
+    inferer(data["image"][None], _BoxEcho())
+    assert inferer.last_iou.tolist() == [[1, 2, 3, 4]]
+    inferer(data["image"][None], _BoxEcho(), boxes=torch.tensor([[5.0, 6, 7, 8]]))  # the batch's box wins
+    assert inferer.last_iou.tolist() == [[5, 6, 7, 8]]

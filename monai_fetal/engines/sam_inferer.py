@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
+from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 from monai_fetal.config_checks import check_choice
 from monai_fetal.engines.auto_prompt import AutoBoxPrompt
+from monai_fetal.transforms.viewer import PROMPT_META_KEY
 
 __all__ = ["SamInferer", "SamTrainingInferer", "PROMPTS"]
 
@@ -19,8 +21,11 @@ class SamInferer(Inferer):
     Args:
         prompt: ``gt_box``: the batch's box (the ground-truth box in evaluation; an error if absent);
             ``auto``: always the automatic prompt; ``box_or_auto``: the batch's box when given, else
-            the automatic prompt (what MONAI Label needs: it sends only the image); ``gt_box+auto``:
+            the automatic prompt (``segment`` and MONAI Label); ``gt_box+auto``:
             both, as two channels ``[B, 2, S, S]`` (validation that selects a model good at both).
+            Without ``boxes``, a box in the images' meta data (``PROMPT_META_KEY``, put there by
+            :class:`monai_fetal.transforms.BoxToMetad`) is the batch's box: MONAI Label calls the
+            inferer with the image alone.
         auto_prompt: the automatic prompt (default :class:`AutoBoxPrompt`).
 
     After each call, ``last_iou`` holds SAM's IoU estimate of each returned mask (``[B, K]``), which
@@ -35,6 +40,8 @@ class SamInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, boxes: torch.Tensor | None = None, **kwargs):
         """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]`` (``[B, 2, S, S]`` for ``gt_box+auto``)."""
+        if boxes is None and isinstance(inputs, MetaTensor) and PROMPT_META_KEY in inputs.meta:
+            boxes = torch.as_tensor(inputs.meta[PROMPT_META_KEY], dtype=torch.float32, device=inputs.device).reshape(-1, 4)
         if self.prompt.startswith("gt_box") and boxes is None:
             raise ValueError(f"prompt '{self.prompt}' needs a 'box' in each batch: give masks to compute it from, or use 'auto'")
         embeddings = network.encode(inputs)  # once: the automatic prompt and the final decode share it

@@ -27,9 +27,9 @@ from monai_fetal.data.io import IMAGE_SUFFIXES, image_spacing, read_image_reduce
 from monai_fetal.data.writers import AtomicPILWriter
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.shape.ellipse import Ellipse
-from monai_fetal.shape.measure import COLUMNS, FLAG_BELOW, HeadMeasurement, measure_head
+from monai_fetal.shape.measure import COLUMNS, HeadMeasurement
 
-__all__ = ["MEASUREMENTS_NAME", "MANIFEST_NAME", "MeasurementWriter", "plan_segmentation", "read_boxes_csv"]
+__all__ = ["MEASUREMENTS_NAME", "MANIFEST_NAME", "MeasurementWriter", "plan_segmentation", "read_boxes_csv", "spacing_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +140,9 @@ def _box_key(boxes: Mapping[str, object], given: str, path: Path, name: str) -> 
     return None
 
 
-def _spacing_of(path: Path, spacing: float | None, tables: dict[Path, dict[str, float]]) -> tuple[float | None, str]:
-    """Pixel size and where it came from: ``--spacing``, the folder's table, the image header, or unknown."""
+def spacing_of(path: Path, spacing: float | None, tables: dict[Path, dict[str, float]]) -> tuple[float | None, str]:
+    """Pixel size of image file ``path`` and where it came from: ``spacing`` (``--spacing``), the table of the
+    image's folder or its parent (``tables`` caches them by folder), the image header, or unknown."""
     if spacing is not None:
         return spacing, "given"
     for folder in (path.parent, path.parent.parent):
@@ -189,7 +190,7 @@ def plan_segmentation(
     items, used = [], set()
     for (given, path), name in zip(expanded, names):
         _, factor, shape = read_image_reduced(path, max_side)  # a corrupt image is named before any mask is written
-        value, source = _spacing_of(path, spacing, tables)
+        value, source = spacing_of(path, spacing, tables)
         item = {"image": str(path), "path": str(path), "name": name, "spacing": math.nan if value is None else value}
         item["spacing_source"] = source
         item.update(reduction=factor, rows=shape[0], cols=shape[1])
@@ -217,34 +218,26 @@ def _upsample(mask: np.ndarray, factor: int, shape: Sequence[int]) -> np.ndarray
 
 
 class MeasurementWriter:
-    """Measure each predicted head and write ``<name>_mask.png`` (0/255, the image's own size), optionally
+    """Write each predicted head's ``<name>_mask.png`` (0/255, the image's own size), optionally
     ``<name>_overlay.png``, then ``measurements.csv`` and ``segment.json`` (input -> outputs, spacing source,
     quality terms) once every image is done.
 
     Existing outputs are refused (before the first image) unless ``overwrite``. Expects items from
-    :func:`plan_segmentation` and predictions ``[W, H]`` (``inference.json``'s postprocessing); SAM's IoU
-    estimate comes from the evaluator's inferer (``SamInferer.last_iou``).
+    :func:`plan_segmentation`, predictions ``[W, H]`` and their measurements (``inference.json``'s
+    postprocessing, which ends with :class:`~monai_fetal.engines.head_measure.MeasureHeadd`).
 
     Args:
         output_dir: the output folder.
         overwrite: replace outputs of an earlier run.
         overlay: also write a review PNG per image (mask outline, fitted ellipse, HC).
-        flag_below: quality under which an image is flagged for review.
         extra: values recorded in ``segment.json`` (model, checkpoint).
     """
 
-    def __init__(
-        self,
-        output_dir: str | Path,
-        overwrite: bool = False,
-        overlay: bool = False,
-        flag_below: float = FLAG_BELOW,
-        extra: dict | None = None,
-    ) -> None:
+    def __init__(self, output_dir: str | Path, overwrite: bool = False, overlay: bool = False, extra: dict | None = None) -> None:
         self.output_dir = Path(output_dir)
         self.overwrite = overwrite
         self.overlay = overlay
-        self.flag_below = flag_below
+        self.flag_below: float | None = None
         self.extra = dict(extra or {})
         self.rows: list[dict] = []
         self.manifest: list[dict] = []
@@ -271,15 +264,12 @@ class MeasurementWriter:
             raise InputDataError(existing[0], f"already exists{more}", "pass --overwrite to replace them, or choose another --out")
 
     def write_items(self, engine: Engine) -> None:
-        ious = getattr(engine.inferer, "last_iou", None)
-        for k, (item, output) in enumerate(zip(engine.state.batch, engine.state.output)):
-            iou = float(ious[k, 0]) if ious is not None else None
-            self._write_one(item, np.asarray(torch.as_tensor(output["pred"]).cpu()).T > 0, iou)
+        for item, output in zip(engine.state.batch, engine.state.output):
+            self.flag_below = float(output["result"]["flag_below"])
+            self._write_one(item, np.asarray(torch.as_tensor(output["pred"]).cpu()).T > 0, output["measurement"])
 
-    def _write_one(self, item: Mapping, mask: np.ndarray, sam_iou: float | None) -> None:
-        spacing = None if math.isnan(float(item["spacing"])) else float(item["spacing"])
+    def _write_one(self, item: Mapping, mask: np.ndarray, measured: HeadMeasurement) -> None:
         factor = int(item["reduction"])
-        measured = measure_head(mask, spacing, sam_iou, factor, self.flag_below)
         files = self.outputs(str(item["name"]))
         original = (int(item["rows"]), int(item["cols"]))
         writer = AtomicPILWriter(output_dtype=np.uint8, scale=None)  # 0/255 uint8 in: no full-size float copy

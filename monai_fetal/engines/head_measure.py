@@ -1,0 +1,111 @@
+"""The last postprocessing step of ``inference.json``: the predicted head measured beside its label.
+
+:class:`MeasureHeadd` puts a :class:`~monai_fetal.shape.measure.HeadMeasurement` under ``measurement``
+(what ``segment``'s :class:`~monai_fetal.engines.segment.MeasurementWriter` writes) and the same values,
+JSON-ready, under ``result``: MONAI Label returns ``result`` with the label as the inference's result
+parameters, so a viewer can show the head circumference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+from monai_fetal.engines.segment import spacing_of
+from monai_fetal.errors import ConfigError
+from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, measure_head
+
+__all__ = ["MeasureHeadd", "result_params"]
+
+
+def result_params(measured: HeadMeasurement, spacing_source: str, flag_below: float) -> dict[str, object]:
+    """The ``measurements.csv`` fields of ``measured`` as JSON values (``None`` where unknown), the
+    quality terms, where the pixel size came from and the flagging threshold."""
+    row = measured.row("")
+    params: dict[str, object] = {key: float(value) if value != "" else None for key, value in row.items() if key not in ("image", "flagged")}
+    params.update(
+        flagged=measured.flagged, quality_terms=measured.quality.to_dict(), spacing_source=spacing_source, flag_below=flag_below
+    )
+    return params
+
+
+class MeasureHeadd(MapTransform):
+    """Measure the head in the prediction under ``keys`` (``[W, H]``, MONAI's 2-D layout; non-zero = head).
+
+    The pixel size is the item's ``spacing_key`` (mm per pixel; NaN: unknown, as
+    :func:`~monai_fetal.engines.segment.plan_segmentation` gives it; a number in a MONAI Label request),
+    else looked up for the image file as ``segment`` does (the folder's ``spacing.csv`` or HC18 CSV, then
+    the NIfTI/NRRD header). Measures are in the pixels of the image file: an image reduced on read
+    (``reduction`` in the item or the image's meta data) is measured at its original scale. SAM's IoU
+    estimate, one of the quality terms, is read from ``inferer`` (``SamInferer.last_iou``), so items
+    come one per batch.
+
+    Args:
+        keys: prediction keys.
+        inferer: the inference's :class:`~monai_fetal.engines.SamInferer` (``None``: IoU term 1).
+        image_key: the image (its meta data give the file and the reduction).
+        spacing_key: the item's pixel size.
+        measurement_key: where the :class:`HeadMeasurement` goes.
+        result_key: where the JSON-ready values go (MONAI Label's result parameters: ``result``).
+        flag_below: quality under which a head is flagged for review.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        inferer: object | None = None,
+        image_key: str = "image",
+        spacing_key: str = "spacing",
+        measurement_key: str = "measurement",
+        result_key: str = "result",
+        flag_below: float = FLAG_BELOW,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.inferer = inferer
+        self.image_key, self.spacing_key = image_key, spacing_key
+        self.measurement_key, self.result_key = measurement_key, result_key
+        self.flag_below = flag_below
+
+    def _sam_iou(self) -> float | None:
+        ious = getattr(self.inferer, "last_iou", None)
+        if ious is None:
+            return None
+        if ious.shape[0] != 1:
+            raise ConfigError("batch_size", ious.shape[0], "1: heads are measured one image per batch")
+        return float(ious[0, 0])
+
+    def _spacing(self, d: Mapping[Hashable, object], path: Path) -> tuple[float | None, str]:
+        if self.spacing_key not in d:
+            return spacing_of(path, None, {})
+        given = d[self.spacing_key]
+        try:
+            value = float(given)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(self.spacing_key, given, "mm per pixel as a positive number") from None
+        if math.isnan(value):
+            return None, str(d.get("spacing_source", "unknown"))
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(self.spacing_key, given, "mm per pixel as a positive number")
+        return value, str(d.get("spacing_source", "given"))
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        image = d[self.image_key]
+        meta = image.meta if isinstance(image, MetaTensor) else {}
+        path = Path(str(d.get("image_path") or meta["filename_or_obj"]))
+        reduction = int(d.get("reduction", meta.get("reduction", 1)))  # type: ignore[call-overload]
+        for key in self.key_iterator(d):
+            mask = np.asarray(torch.as_tensor(d[key]).cpu()).T > 0  # [W, H] -> (rows, cols)
+            spacing, source = self._spacing(d, path)
+            measured = measure_head(mask, spacing, self._sam_iou(), reduction, self.flag_below)
+            d[self.measurement_key] = measured
+            d[self.result_key] = result_params(measured, source, self.flag_below)
+        return d
