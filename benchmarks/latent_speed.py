@@ -5,7 +5,7 @@
 A conditioning step is what ``train_conditioning.json`` runs: encode the batch with the frozen
 autoencoder, noise the latents, one UNet pass with the mask channel, MSE, AdamW (``cpu`` preset batch
 4). A pair is what ``synthesize`` writes: DDIM through MONAI's ``LatentDiffusionInferer`` (one UNet
-pass per step, then the decoder) and the bilinear upsampling to 540 x 800. Each row is the median,
+pass per step, two with classifier-free guidance, then the decoder) and the bilinear upsampling to 540 x 800. Each row is the median,
 min and max of ``--repeats`` timed runs after a warm-up, at the machine's thread count. ``cpu_s``
 rows give the process CPU time of the same runs: on a machine shared with other jobs it estimates
 what the wall time would be on idle cores (CPU seconds / threads).
@@ -29,7 +29,7 @@ from monai_fetal.atomic import write_json_atomic
 from monai_fetal.bundles import bundle_dir
 from monai_fetal.engines.latent import LatentPrepareBatch, latent_inferer, sample_latent_images
 from monai_fetal.networks.latent import load_latent_generator
-from timing import synchronize
+from timing import cpu_description, synchronize
 
 
 def _timed(work, repeats: int, device: torch.device) -> dict:
@@ -69,8 +69,8 @@ def conditioning_step(device: torch.device, batch_size: int, repeats: int) -> di
     return {"batch_size": batch_size, **_timed(step, repeats, device)}
 
 
-def sampling(device: torch.device, steps: int, batch_size: int, repeats: int) -> dict:
-    """Seconds per synthetic pair: DDIM ``steps`` at 256 x 384, decoded, upsampled to 540 x 800."""
+def sampling(device: torch.device, steps: int, guidance: float, batch_size: int, repeats: int) -> dict:
+    """Seconds per synthetic pair: DDIM ``steps`` at 256 x 384 (``guidance`` > 1: two UNet passes per step), decoded, upsampled to 540 x 800."""
     generator = load_latent_generator(bundle_dir("fetal_us_diffusion") / "models" / "prior", device)
     settings = generator.settings
     rows, cols = settings["image_size"]
@@ -79,11 +79,11 @@ def sampling(device: torch.device, steps: int, batch_size: int, repeats: int) ->
     inferer = latent_inferer(settings, "ddim", steps)
 
     def pairs() -> None:
-        images = sample_latent_images(generator, inferer, list(range(batch_size)), masks)
+        images = sample_latent_images(generator, inferer, list(range(batch_size)), masks, guidance)
         F.interpolate(images, size=(540, 800), mode="bilinear", align_corners=False)
 
     result = _timed(pairs, repeats, device)
-    return {"ddim_steps": steps, "batch_size": batch_size, **result, "per_pair_s": result["median_s"] / batch_size, "per_pair_cpu_s": result["median_cpu_s"] / batch_size}
+    return {"ddim_steps": steps, "guidance": guidance, "batch_size": batch_size, **result, "per_pair_s": result["median_s"] / batch_size, "per_pair_cpu_s": result["median_cpu_s"] / batch_size}
 
 
 def main() -> None:
@@ -94,15 +94,15 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     results = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "device": str(device),
+        "machine": {"platform": platform.platform(), **cpu_description(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "device": str(device),
                     "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "load_average": os.getloadavg()},
         "conditioning_step": conditioning_step(device, 4, args.repeats),
-        "sampling": [sampling(device, steps, 4, args.repeats) for steps in (25, 50)],
+        "sampling": [sampling(device, steps, guidance, 4, args.repeats) for guidance in (1.0, 2.0) for steps in (25, 50)],
     }
     write_json_atomic(args.out, results)
     print(f"conditioning step (batch 4): {results['conditioning_step']['median_s']:.2f} s ({results['conditioning_step']['median_cpu_s']:.2f} CPU s)")
     for row in results["sampling"]:
-        print(f"DDIM {row['ddim_steps']}: {row['per_pair_s']:.2f} s per pair at 540 x 800 ({row['per_pair_cpu_s']:.2f} CPU s)")
+        print(f"DDIM {row['ddim_steps']}, guidance {row['guidance']}: {row['per_pair_s']:.2f} s per pair at 540 x 800 ({row['per_pair_cpu_s']:.2f} CPU s)")
 
 
 if __name__ == "__main__":
