@@ -266,3 +266,43 @@ def test_evaluation_report_writes_per_image_csv_and_metrics_json(tmp_path):
     assert summary["dice_mean"] == pytest.approx(0.8) and summary["dice_median"] == pytest.approx(0.8) and summary["dice_failures"] == 1
     assert summary["hd95_mean"] == pytest.approx(13 / 4) and summary["hd95_failures"] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "per_image.csv"]  # not MetricsSaver's own files
+
+
+class _LastIou:
+    """Stands in for SamInferer: its IoU estimate of the last batch's one mask."""
+
+    def __init__(self, iou: float) -> None:
+        self.last_iou = torch.tensor([[iou]])
+
+
+def _bumpy_head() -> tuple[np.ndarray, np.ndarray]:
+    """A head mask in MONAI's ``[1, W, H]`` layout with a bite and a bump, and its fitted ellipse's fill."""
+    from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
+
+    head = ellipse_to_mask(Ellipse(270.0, 400.0, 150.0, 110.0, 0.4), (800, 540)).astype(np.float32)
+    head[390:400, 150:165] = 0.0
+    head[380:392, 400:412] = 1.0
+    return head[None], ellipse_to_mask(fit_ellipse_to_mask(head > 0), head.shape)[None]
+
+
+def test_a_trusted_head_becomes_its_fitted_ellipse_with_the_type_and_meta_kept() -> None:
+    from monai.data import MetaTensor
+
+    from monai_fetal.engines.head_measure import HeadEllipsed
+
+    head, ellipse = _bumpy_head()
+    pred = MetaTensor(torch.from_numpy(head), meta={"filename_or_obj": "scan.png"})
+    out = HeadEllipsed(keys="pred", inferer=_LastIou(0.99))({"pred": pred})["pred"]
+    assert isinstance(out, MetaTensor) and out.dtype == torch.float32 and out.shape == pred.shape
+    assert out.meta["filename_or_obj"] == "scan.png"
+    assert np.array_equal(out.numpy() > 0, ellipse > 0) and not np.array_equal(out.numpy(), head)
+
+
+def test_a_flagged_head_keeps_the_networks_mask() -> None:
+    from monai_fetal.engines.head_measure import HeadEllipsed
+
+    head, _ = _bumpy_head()
+    low_iou = HeadEllipsed(keys="pred", inferer=_LastIou(0.5))({"pred": torch.from_numpy(head)})["pred"]
+    assert np.array_equal(low_iou.numpy(), head)
+    empty = HeadEllipsed(keys="pred")({"pred": torch.zeros(1, 80, 60)})["pred"]
+    assert not empty.any()

@@ -1,6 +1,7 @@
-"""The last postprocessing step of ``inference.json``: the predicted head measured beside its label.
+"""Postprocessing of ``inference.json`` that measures the predicted head.
 
-:class:`MeasureHeadd` puts a :class:`~monai_fetal.shape.measure.HeadMeasurement` under ``measurement``
+:class:`HeadEllipsed` ends the mask postprocessing: a trusted head becomes its fitted ellipse, the outline
+that is measured. :class:`MeasureHeadd` ends the output postprocessing: it puts a :class:`~monai_fetal.shape.measure.HeadMeasurement` under ``measurement``
 (what ``segment``'s :class:`~monai_fetal.engines.segment.MeasurementWriter` writes) and the same values,
 JSON-ready, under ``result``: MONAI Label returns ``result`` with the label as the inference's result
 parameters, so a viewer can show the head circumference.
@@ -17,12 +18,28 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type
 
 from monai_fetal.engines.segment import spacing_of
 from monai_fetal.errors import ConfigError
+from monai_fetal.shape.ellipse import ellipse_to_mask
 from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, measure_head
 
-__all__ = ["MeasureHeadd", "result_params"]
+__all__ = ["HeadEllipsed", "MeasureHeadd", "result_params"]
+
+
+def sam_iou_of(inferer: object | None) -> float | None:
+    """SAM's IoU estimate of the one mask of the last batch (``SamInferer.last_iou``), ``None`` when unknown.
+
+    Raises:
+        ConfigError: the last batch held more than one image.
+    """
+    ious = getattr(inferer, "last_iou", None)
+    if ious is None:
+        return None
+    if ious.shape[0] != 1:
+        raise ConfigError("batch_size", ious.shape[0], "1: heads are measured one image per batch")
+    return float(ious[0, 0])
 
 
 def result_params(measured: HeadMeasurement, spacing_source: str, flag_below: float) -> dict[str, object]:
@@ -74,14 +91,6 @@ class MeasureHeadd(MapTransform):
         self.measurement_key, self.result_key = measurement_key, result_key
         self.flag_below = flag_below
 
-    def _sam_iou(self) -> float | None:
-        ious = getattr(self.inferer, "last_iou", None)
-        if ious is None:
-            return None
-        if ious.shape[0] != 1:
-            raise ConfigError("batch_size", ious.shape[0], "1: heads are measured one image per batch")
-        return float(ious[0, 0])
-
     def _spacing(self, d: Mapping[Hashable, object], path: Path) -> tuple[float | None, str]:
         if self.spacing_key not in d:
             return spacing_of(path, None, {})
@@ -105,7 +114,41 @@ class MeasureHeadd(MapTransform):
         for key in self.key_iterator(d):
             mask = np.asarray(torch.as_tensor(d[key]).cpu()).T > 0  # [W, H] -> (rows, cols)
             spacing, source = self._spacing(d, path)
-            measured = measure_head(mask, spacing, self._sam_iou(), reduction, self.flag_below)
+            measured = measure_head(mask, spacing, sam_iou_of(self.inferer), reduction, self.flag_below)
             d[self.measurement_key] = measured
             d[self.result_key] = result_params(measured, source, self.flag_below)
+        return d
+
+
+class HeadEllipsed(MapTransform):
+    """Replace a trusted head mask under ``keys`` by its filled fitted ellipse; a flagged one stays as predicted.
+
+    HC18's reference masks are ellipses and the head circumference is the fitted ellipse's perimeter, so a
+    trusted head (quality of :func:`~monai_fetal.shape.measure.measure_head` at least ``flag_below``, with
+    SAM's IoU estimate read from ``inferer``) is written as the outline that is measured. A flagged head
+    keeps the network's mask, which shows a reviewer what went wrong. On 213 HC18 test images the ellipse
+    raised the Dice of ground-truth-box masks on 200 images (``benchmarks/auto_measure.py``, ``dice_ellipse``).
+    The type, dtype, shape (``[1, W, H]`` or ``[W, H]``) and metadata of the input are kept.
+
+    Args:
+        keys: prediction keys (binary masks, non-zero = head).
+        inferer: the inference's :class:`~monai_fetal.engines.SamInferer` (``None``: IoU term 1).
+        flag_below: quality under which a head is flagged and keeps its mask.
+    """
+
+    def __init__(self, keys: KeysCollection = "pred", inferer: object | None = None, flag_below: float = FLAG_BELOW, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.inferer = inferer
+        self.flag_below = flag_below
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            array = np.asarray(torch.as_tensor(d[key]).cpu())
+            mask = (array[0] if array.ndim == 3 else array) > 0
+            measured = measure_head(mask, None, sam_iou_of(self.inferer), 1, self.flag_below)
+            if measured.flagged:
+                continue
+            ellipse = ellipse_to_mask(measured.biometry.ellipse, mask.shape).astype(array.dtype)
+            d[key] = convert_to_dst_type(ellipse.reshape(array.shape), dst=d[key])[0]
         return d
