@@ -1,7 +1,8 @@
 """Postprocessing of ``inference.json`` that measures the predicted head.
 
-:class:`HeadEllipsed` ends the mask postprocessing: a trusted head becomes its fitted ellipse, the outline
-that is measured. :class:`MeasureHeadd` ends the output postprocessing: it puts a :class:`~monai_fetal.shape.measure.HeadMeasurement` under ``measurement``
+:class:`HeadEllipsed` ends the mask postprocessing: a trusted head becomes its fitted ellipse, the
+outline that is measured. :class:`MeasureHeadd` ends the output postprocessing: it puts a
+:class:`~monai_fetal.shape.measure.HeadMeasurement` under ``measurement``
 (what ``segment``'s :class:`~monai_fetal.engines.segment.MeasurementWriter` writes) and the same values,
 JSON-ready, under ``result``: MONAI Label returns ``result`` with the label as the inference's result
 parameters, so a viewer can show the head circumference.
@@ -25,7 +26,7 @@ from monai_fetal.errors import ConfigError
 from monai_fetal.shape.ellipse import ellipse_to_mask
 from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, measure_head
 
-__all__ = ["HeadEllipsed", "MeasureHeadd", "result_params"]
+__all__ = ["HeadEllipsed", "MeasureHeadd", "result_params", "sam_iou_of"]
 
 
 def sam_iou_of(inferer: object | None) -> float | None:
@@ -136,7 +137,9 @@ class HeadEllipsed(MapTransform):
         flag_below: quality under which a head is flagged and keeps its mask.
     """
 
-    def __init__(self, keys: KeysCollection = "pred", inferer: object | None = None, flag_below: float = FLAG_BELOW, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection = "pred", inferer: object | None = None, flag_below: float = FLAG_BELOW, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.inferer = inferer
         self.flag_below = flag_below
