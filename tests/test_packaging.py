@@ -85,6 +85,20 @@ def test_the_data_licence_attributes_hc18(name: str) -> None:
         assert needle in text
 
 
+@pytest.mark.parametrize("name", BUNDLES)
+def test_every_shipped_weights_file_is_listed_with_its_sha256(name: str) -> None:
+    """Each ``models/`` file the wheel ships is in the bundle's ``large_files.yml``, whose sha256 it matches."""
+    from monai_fetal.networks.latent_release import sha256_of
+
+    root = bundle_dir(name)
+    entries = yaml.safe_load((root / "large_files.yml").read_text())["large_files"]
+    listed = {entry["path"]: entry for entry in entries}
+    shipped = [p.relative_to(root).as_posix() for p in (root / "models").rglob("*") if p.is_file()] if (root / "models").is_dir() else []
+    assert shipped and set(shipped) <= set(listed), f"list {sorted(set(shipped) - set(listed))} in {root / 'large_files.yml'}"
+    for path, entry in listed.items():
+        assert entry["hash_type"] == "sha256" and sha256_of(root / path) == entry["hash_val"], f"{name}/{path} does not match its sha256"
+
+
 def test_the_wheel_patterns_cover_every_bundle_file() -> None:
     """Each file of ``bundles/`` (but run outputs) matches a ``package_data`` pattern of setup.py; shipped weights
     are those of ``large_files.yml``."""
