@@ -306,3 +306,19 @@ def test_a_flagged_head_keeps_the_networks_mask() -> None:
     assert np.array_equal(low_iou.numpy(), head)
     empty = HeadEllipsed(keys="pred")({"pred": torch.zeros(1, 80, 60)})["pred"]
     assert not empty.any()
+
+
+def test_the_measured_quality_is_the_networks_mask_not_its_ellipse() -> None:
+    from monai.data import MetaTensor
+
+    from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
+    from monai_fetal.shape.measure import measure_head
+
+    head, _ = _bumpy_head()
+    item = {"pred": torch.from_numpy(head), "image": MetaTensor(torch.zeros(1, 800, 540), meta={"filename_or_obj": "scan.png"}), "spacing": math.nan}
+    iou = _LastIou(0.99)
+    ellipsed = HeadEllipsed(keys="pred", inferer=iou)(item)
+    out = MeasureHeadd(keys="pred", inferer=iou)({**ellipsed, "pred": ellipsed["pred"][0]})  # as SqueezeDimd leaves it
+    network = measure_head(head[0].T > 0, None, float(iou.last_iou[0, 0]))
+    assert out["measurement"].quality == network.quality and out["measurement"].quality.ellipse_dice < 1.0
+    assert out["result"]["quality"] == pytest.approx(network.quality.score, abs=1e-4) and not out["measurement"].flagged

@@ -10,6 +10,7 @@ parameters, so a viewer can show the head circumference.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -24,9 +25,11 @@ from monai.utils import convert_to_dst_type
 from monai_fetal.engines.segment import spacing_of
 from monai_fetal.errors import ConfigError
 from monai_fetal.shape.ellipse import ellipse_to_mask
-from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, measure_head
+from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, Quality, measure_head
 
-__all__ = ["HeadEllipsed", "MeasureHeadd", "result_params", "sam_iou_of"]
+__all__ = ["PREDICTION_QUALITY_KEY", "HeadEllipsed", "MeasureHeadd", "result_params", "sam_iou_of"]
+
+PREDICTION_QUALITY_KEY = "prediction_quality"  # HeadEllipsed's quality of the network's own mask
 
 
 def sam_iou_of(inferer: object | None) -> float | None:
@@ -116,6 +119,9 @@ class MeasureHeadd(MapTransform):
             mask = np.asarray(torch.as_tensor(d[key]).cpu()).T > 0  # [W, H] -> (rows, cols)
             spacing, source = self._spacing(d, path)
             measured = measure_head(mask, spacing, sam_iou_of(self.inferer), reduction, self.flag_below)
+            quality = d.get(PREDICTION_QUALITY_KEY)
+            if isinstance(quality, Quality):  # the mask is HeadEllipsed's ellipse: score the network's mask
+                measured = dataclasses.replace(measured, quality=quality, flagged=measured.biometry is None or quality.score < self.flag_below)
             d[self.measurement_key] = measured
             d[self.result_key] = result_params(measured, source, self.flag_below)
         return d
@@ -129,7 +135,9 @@ class HeadEllipsed(MapTransform):
     SAM's IoU estimate read from ``inferer``) is written as the outline that is measured. A flagged head
     keeps the network's mask, which shows a reviewer what went wrong. On 213 HC18 test images the ellipse
     raised the Dice of ground-truth-box masks on 200 images (``benchmarks/auto_measure.py``, ``dice_ellipse``).
-    The type, dtype, shape (``[1, W, H]`` or ``[W, H]``) and metadata of the input are kept.
+    The type, dtype, shape (``[1, W, H]`` or ``[W, H]``) and metadata of the input are kept. The quality of
+    the network's mask goes under :data:`PREDICTION_QUALITY_KEY`, so that :class:`MeasureHeadd` reports it,
+    not the ellipse's own (whose agreement with its fitted ellipse is 1 by construction).
 
     Args:
         keys: prediction keys (binary masks, non-zero = head).
@@ -150,6 +158,7 @@ class HeadEllipsed(MapTransform):
             array = np.asarray(torch.as_tensor(d[key]).cpu())
             mask = (array[0] if array.ndim == 3 else array) > 0
             measured = measure_head(mask, None, sam_iou_of(self.inferer), 1, self.flag_below)
+            d[PREDICTION_QUALITY_KEY] = measured.quality
             if measured.flagged:
                 continue
             ellipse = ellipse_to_mask(measured.biometry.ellipse, mask.shape).astype(array.dtype)
