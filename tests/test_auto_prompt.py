@@ -112,8 +112,36 @@ class _LocatedSam(_StandInSam):
 
 def test_trained_locator_starts_from_the_region_that_holds_its_peak():
     network = _LocatedSam(ellipse_to_mask(HEAD, (SIZE, SIZE)).astype(bool))
-    boxes, quality = AutoBoxPrompt(refinements=1, margin=0.0).prompt(network, _image())
+    boxes, quality = AutoBoxPrompt(refinements=1, margin=0.0, rescue_below=0.0).prompt(network, _image())
     assert torch.equal(network.boxes[0][0], torch.tensor([40.0, 55.0, 79.0, 84.0]))  # the peak region's box, one decode
     assert len(network.boxes) == 2  # the start and one refinement: no field-of-view candidates
     assert torch.allclose(boxes[0], box_from_mask(ellipse_to_mask(HEAD, (SIZE, SIZE))))
     assert float(quality[0]) > 0.8
+
+
+class _DecoySam(_LocatedSam):
+    """The locator's peak is on a decoy (a rectangle, top right); a box centred there decodes to the decoy, any other to the head."""
+
+    def __init__(self) -> None:
+        self.head = ellipse_to_mask(HEAD, (SIZE, SIZE)).astype(bool)
+        super().__init__(self.head)
+        self.decoy = np.zeros((SIZE, SIZE), bool)
+        self.decoy[15:35, 90:120] = True
+        self.located = torch.where(torch.as_tensor(self.decoy), 4.0, -5.0)
+
+    def decode(self, embeddings, boxes=None, multimask=False, return_iou=False):
+        centre_x, centre_y = float(boxes[0, 0] + boxes[0, 2]) / 2, float(boxes[0, 1] + boxes[0, 3]) / 2
+        self.logits = torch.as_tensor(np.where(self.decoy if centre_x > 85 and centre_y < 45 else self.head, 10.0, -10.0), dtype=torch.float32)
+        return super().decode(embeddings, boxes, multimask, return_iou)
+
+
+def test_a_low_quality_start_is_rescued_by_a_better_candidate():
+    head_box = box_from_mask(ellipse_to_mask(HEAD, (SIZE, SIZE)))
+    network = _DecoySam()
+    kept, kept_quality = AutoBoxPrompt(refinements=1, margin=0.0, rescue_below=0.0).prompt(network, _image())
+    assert torch.equal(kept[0], box_from_mask(network.decoy))  # no rescue: the decoy, at its (lower) quality
+    rescued, quality = AutoBoxPrompt(refinements=1, margin=0.0, rescue_below=0.95).prompt(network, _image())
+    assert torch.allclose(rescued[0], head_box)
+    assert float(quality[0]) == pytest.approx(0.9 * ellipse_agreement(network.head), abs=1e-6) and float(quality[0]) > float(kept_quality[0])
+    with pytest.raises(ValueError, match="rescue_below"):
+        AutoBoxPrompt(rescue_below=1.5)
