@@ -23,6 +23,7 @@ Rows already in ``--out`` are skipped (resumable); the JSON is rewritten after e
 
     python benchmarks/auto_measure.py --shots 0 5 --seeds 0 1 2 --out benchmarks/results/auto_measure_cpu.json
     python benchmarks/auto_measure.py --shots 5 --seeds 0 --test-images 40 --out /tmp/am.json
+    python benchmarks/auto_measure.py --shots 5 --seeds 0 --rescue-below 0 --out /tmp/am_no_rescue.json
 """
 
 from __future__ import annotations
@@ -235,6 +236,8 @@ def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test:
     if unlabelled:
         info = {"self_training": json.loads((work / name / "self_training.json").read_text())}
     scorer = Scorer(checkpoint, cache, work / "eval")
+    if args.rescue_below is not None:
+        scorer.inferer.auto_prompt.rescue_below = args.rescue_below
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
@@ -250,6 +253,7 @@ def main() -> None:
     parser.add_argument("--unlabelled", choices=["no", "yes", "both"], default="no")
     parser.add_argument("--synthetic", type=int, nargs="+", default=[0], help="synthetic pairs per row (0 = none)")
     parser.add_argument("--test-images", type=int, default=None, help="first N test images (default all 213)")
+    parser.add_argument("--rescue-below", type=float, default=None, help="AutoBoxPrompt's rescue_below (default: the prompt's; 0 = off)")
     parser.add_argument("--flag-quality", type=float, default=FLAG_QUALITY, help="flag images whose quality is below this")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", default="/tmp/auto_measure", help="models, caches and pseudo-labels")
