@@ -22,10 +22,11 @@ from monai_fetal.engines import latest_checkpoint
 from monai_fetal.errors import ConfigError
 
 BUNDLE = bundle_dir("fetal_head_sam")
-# The issue's floors are 0.93 and 4 mm; without self-training the 5-shot model gives 0.906 and 16.9 mm
-# on these 20 images (2 cores, 30 November 2026), so the floors sit just under what it reaches today.
-DICE_NO_BOX_FLOOR = 0.89
-HC_NO_BOX_CEILING_MM = 20.0
+# The issue's floors are 0.93 and 4 mm; without self-training the 5-shot model gives 0.928 and 9.4 mm
+# on these 20 images with the rescued automatic prompt (0.906 and 16.9 mm without it; 2 cores, 1 December
+# 2026), so the floors sit under what it reaches today, with room for another CPU's int8 encoder.
+DICE_NO_BOX_FLOOR = 0.91
+HC_NO_BOX_CEILING_MM = 14.0
 CONFIGS = BUNDLE / "configs"
 
 
@@ -128,25 +129,24 @@ def embedding_cache(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def zero_shot(hc18_cohort, embedding_cache, tmp_path_factory) -> Path:
+def zero_shot(hc18_cohort, finetuned, embedding_cache, tmp_path_factory) -> Path:
+    """Pretrained LiteMedSAM with the ground-truth box on the 20 test images of the 5-shot split (never trained on)."""
     out = tmp_path_factory.mktemp("zero_shot")
-    run_bundle(
-        "fetal_head_sam",
-        EVALUATE_CONFIGS,
-        {"dataset_dir": str(hc18_cohort), "output_dir": str(out), "embedding_cache_dir": embedding_cache},
-    )
+    overrides = {"dataset_dir": str(hc18_cohort), "output_dir": str(out), "embedding_cache_dir": embedding_cache}
+    run_bundle("fetal_head_sam", EVALUATE_CONFIGS, {**overrides, "split_file": str(finetuned / "split.json")})
     return out
 
 
 @pytest.mark.slow
-def test_zero_shot_litemedsam_with_boxes_on_hc18(zero_shot):
+@pytest.mark.timeout(1200)  # may be the first user of the module's 5-shot fine-tune (its split gives the test images)
+def test_zero_shot_litemedsam_with_boxes_on_hc18(zero_shot, finetuned):
     summary = json.loads((zero_shot / "metrics.json").read_text())
-    assert summary["n"] == 60 and summary["prompt"] == "gt_box"
-    assert summary["dice_mean"] >= 0.945  # measured 0.953 (ov-int8 encoder, 2026-11-30)
+    assert summary["n"] == 20 and summary["prompt"] == "gt_box"
+    assert summary["dice_mean"] >= 0.945  # measured 0.962 (ov-int8 encoder, 2026-12-01; 0.953 on all 60)
     rows = _per_image(zero_shot)
-    assert len(rows) == 60 and "773_3HC" in rows
+    assert set(rows) == {item["id"] for item in json.loads((finetuned / "split.json").read_text())["test"]}
     assert all(np.isfinite(row["hd95"]) and np.isfinite(row["hc_abs_error_mm"]) for row in rows.values())
-    assert summary["hc_abs_error_mm_mean"] < 4.0  # measured 3.40 mm
+    assert summary["hc_abs_error_mm_mean"] < 4.0  # measured 3.05 mm (3.40 on all 60)
 
 
 @pytest.fixture(scope="module")
@@ -196,14 +196,6 @@ def test_five_shot_finetune_improves_on_zero_shot_dice_on_unseen_images(
     print(f"5-shot fine-tuned Dice {summary['dice_mean']:.4f} vs zero-shot {zero:.4f} on the same 20")
     assert summary["n"] == 20
     assert summary["dice_mean"] > zero
-
-
-def test_automatic_prompt_after_finetuning(hc18_cohort, finetuned, embedding_cache, tmp_path):
-    summary = _evaluate_test_split(hc18_cohort, finetuned, embedding_cache, tmp_path / "auto", "auto")
-    print(f"automatic prompt Dice {summary['dice_mean']:.4f} (median {summary['dice_median']:.4f}), HC {summary['hc_abs_error_mm_mean']:.2f} mm")
-    assert summary["prompt"] == "auto" and summary["n"] == 20
-    assert summary["dice_mean"] >= 0.85  # after 2 of the 10 epochs (seed 0): 0.875, HC 17.1 mm (benchmarks/README.md)
-    assert summary["hc_abs_error_mm_mean"] <= 20.0
 
 
 @pytest.mark.timeout(1200)  # may be the first user of the module's 5-shot fine-tune
