@@ -121,7 +121,7 @@ def finetune(run_dir: Path, shots: int, seed: int, data: Path, cache: Path, unla
 class Scorer:
     """The evaluation config's components for one model, run image by image with both prompts."""
 
-    def __init__(self, checkpoint: Path | None, cache_dir: Path, work: Path) -> None:
+    def __init__(self, checkpoint: Path | None, cache_dir: Path, work: Path, rescue_below: float | None = None) -> None:
         from monai_fetal.bundles import EVALUATE_CONFIGS, read_bundle_config
 
         overrides = {
@@ -132,6 +132,8 @@ class Scorer:
             "embedding_cache_dir": str(cache_dir),
             "device": "$torch.device('cpu')",
         }
+        if rescue_below is not None:
+            overrides["rescue_below"] = rescue_below
         parser = read_bundle_config("fetal_head_sam", EVALUATE_CONFIGS, overrides)
         self.preprocessing = parser.get_parsed_content("preprocessing")
         self.network = parser.get_parsed_content("network")
@@ -235,9 +237,7 @@ def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test:
     info = {}
     if unlabelled:
         info = {"self_training": json.loads((work / name / "self_training.json").read_text())}
-    scorer = Scorer(checkpoint, cache, work / "eval")
-    if args.rescue_below is not None:
-        scorer.inferer.auto_prompt.rescue_below = args.rescue_below
+    scorer = Scorer(checkpoint, cache, work / "eval", args.rescue_below)
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
