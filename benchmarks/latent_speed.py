@@ -91,13 +91,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="results JSON")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (default 3)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50], help="DDIM steps of the sampling rows (default 10 25 50)")
     args = parser.parse_args()
     device = torch.device(args.device)
     results = {
         "machine": {"platform": platform.platform(), **cpu_description(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "device": str(device),
                     "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "load_average": os.getloadavg()},
         "conditioning_step": conditioning_step(device, 4, args.repeats),
-        "sampling": [sampling(device, steps, guidance, 4, args.repeats) for guidance in (1.0, 2.0) for steps in (25, 50)],
+        "sampling": [sampling(device, steps, guidance, 4, args.repeats) for guidance in (1.0, 2.0) for steps in args.steps],
     }
     write_json_atomic(args.out, results)
     print(f"conditioning step (batch 4): {results['conditioning_step']['median_s']:.2f} s ({results['conditioning_step']['median_cpu_s']:.2f} CPU s)")

@@ -61,7 +61,7 @@ QUICK = DemoSettings(
     shots=3,
     test=8,
     synthetic=8,
-    generator=GeneratorOptions(epochs=2, iterations=20, sample_steps=10, synthesis_steps=20),
+    generator=GeneratorOptions(epochs=2, iterations=20, sample_steps=10, synthesis_steps=10),
     sam=SamOptions(epochs=2, variants=2, val=4),
 )
 """Within 5 minutes on 2 CPU cores (see docs/results.md)."""
@@ -72,7 +72,7 @@ DEFAULT = DemoSettings(
     shots=5,
     test=20,
     synthetic=40,
-    generator=GeneratorOptions(epochs=8, iterations=50, sample_steps=20, synthesis_steps=25),
+    generator=GeneratorOptions(epochs=8, iterations=50, sample_steps=20, synthesis_steps=10),
     sam=SamOptions(epochs=6, variants=4, val=5),
 )
 """Within 20 minutes on 2 CPU cores; the 30 packaged images are exactly its 5 + 5 + 20."""
