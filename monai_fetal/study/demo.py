@@ -61,7 +61,7 @@ QUICK = DemoSettings(
     shots=3,
     test=8,
     synthetic=8,
-    generator=GeneratorOptions(epochs=2, iterations=20, sample_steps=10, synthesis_steps=10),
+    generator=GeneratorOptions(epochs=2, iterations=10, sample_steps=5, synthesis_steps=10),
     sam=SamOptions(epochs=2, variants=2, val=4),
 )
 """Within 5 minutes on 2 CPU cores (see docs/results.md)."""
