@@ -82,7 +82,8 @@ def synthetic_pairs(run_dir: Path, shots: int, seed: int, data: Path, count: int
 
     The k pairs are the training part of the split that ``train.json`` writes for this seed (same
     function, same defaults); the generator is the shipped in-domain prior with its default few-shot
-    conditioning (``train-generator`` defaults), sampled with the ``synthesize`` defaults.
+    conditioning (``train-generator`` defaults), sampled with the ``synthesize`` defaults. Rows of the
+    same k and seed share one conditioned generator (``generator_k{k}_s{seed}`` beside the row folders).
     """
     from monai_fetal.data.prepare import ensure_cohort
     from monai_fetal.data.splits import write_split
@@ -91,12 +92,13 @@ def synthetic_pairs(run_dir: Path, shots: int, seed: int, data: Path, count: int
 
     synthetic = run_dir / "synthetic"
     if not (synthetic / "datalist.json").is_file():
-        cohort = ensure_cohort(data / "hc18_subset", run_dir / "cohort")
-        split = write_split(cohort, shots, seed, out=run_dir / "split.json")
-        real_pairs = run_dir / "real_pairs"
+        shared = run_dir.parent / f"generator_k{shots}_s{seed}"
+        cohort = ensure_cohort(data / "hc18_subset", shared / "cohort")
+        split = write_split(cohort, shots, seed, out=shared / "split.json")
+        real_pairs = shared / "real_pairs"
         if not (real_pairs / "datalist.json").is_file():
             split_part_cohort(cohort, split, real_pairs)
-        generator = train_generator(real_pairs, run_dir / "generator", seed=seed)
+        generator = train_generator(real_pairs, shared / "generator", seed=seed)
         synthesize_pairs(generator.parent, synthetic, count, seed=seed)
     return synthetic
 

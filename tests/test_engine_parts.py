@@ -34,6 +34,31 @@ def test_variants_repeat_exactly_across_epochs_and_differ_between_variants():
         AugmentationVariantDataset(data, noise, variants=0)
 
 
+def test_variant_cache_skips_the_transform_after_the_first_epoch_within_its_bound():
+    data = [{"id": f"c{i}", "image": torch.zeros(1, 8, 8)} for i in range(3)]
+    calls = []
+
+    class CountedNoise(Compose):
+        def __call__(self, item, *args, **kwargs):
+            calls.append(item["id"])
+            return super().__call__(item, *args, **kwargs)
+
+    jitter = Compose([RandGaussianNoised("image", prob=1.0, std=0.1)])
+    dataset = AugmentationVariantDataset(
+        data, CountedNoise([RandGaussianNoised("image", prob=1.0, std=1.0)]), variants=2, post_transform=jitter, cache_items=4
+    )
+    uncached = AugmentationVariantDataset(data, Compose([RandGaussianNoised("image", prob=1.0, std=1.0)]), variants=2, cache_items=0)
+    items = [dataset[k] for k in range(6)]
+    first = [item["image"].clone() for item in items]
+    items[0]["image"].add_(100.0)  # a caller's in-place change must not reach the cache
+    again = [dataset[k]["image"] for k in range(6)]
+    assert len(calls) == 6 + 2  # indices 4 and 5 lie beyond the bound: transformed again
+    assert all(0.0 < (a - b).abs().max() < 1.0 for a, b in zip(first, again))  # the same variant, fresh jitter
+    assert torch.equal(dataset._variant(3)["image"], uncached[3]["image"])
+    with pytest.raises(ValueError, match="cache_items"):
+        AugmentationVariantDataset(data, jitter, cache_items=-1)
+
+
 def test_embedding_cache_encodes_each_content_once_and_persists(tmp_path):
     calls = []
 

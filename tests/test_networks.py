@@ -341,6 +341,12 @@ def test_frozen_decoder_runs_box_prompts_in_openvino_and_matches_torch(embedding
     assert converted.shape == reference.shape and iou.shape == reference_iou.shape
     assert torch.allclose(converted, reference, atol=1e-3) and torch.allclose(iou, reference_iou, atol=1e-4)
     assert unprompted.shape == reference.shape
+    with torch.no_grad():
+        reference, reference_iou = model.decode(embeddings, BOXES, multimask=True, return_iou=True)
+        converted, iou = net.decode(embeddings, BOXES, multimask=True, return_iou=True)
+    assert "multimask_box_decoder" in net._openvino and converted.shape[1] == 3
+    assert converted.shape == reference.shape and iou.shape == reference_iou.shape
+    assert torch.allclose(converted, reference, atol=1e-3) and torch.allclose(iou, reference_iou, atol=1e-4)
     trainable = SamRuntime(build_prompted_sam(trainable="decoder"), "ov-fp32")
     assert trainable.decode(embeddings, BOXES).requires_grad and "box_decoder" not in trainable._openvino
 

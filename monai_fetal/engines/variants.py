@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -25,6 +27,7 @@ class AugmentationVariantDataset(Dataset):
         variants: augmentation variants per item (>= 1).
         seed: base seed.
         post_transform: applied after ``transform`` without reseeding.
+        cache_items: indices whose ``transform`` output is kept (0: none; default: all).
     """
 
     def __init__(
@@ -34,13 +37,18 @@ class AugmentationVariantDataset(Dataset):
         variants: int = 1,
         seed: int = 0,
         post_transform: Callable | None = None,
+        cache_items: int = sys.maxsize,
     ) -> None:
         if variants < 1:
             raise ValueError(f"variants must be >= 1, got {variants}")
+        if cache_items < 0:
+            raise ValueError(f"cache_items must be >= 0 (0: no cache), got {cache_items}")
         super().__init__(data=data, transform=transform)
         self.variants = variants
         self.seed = seed
         self.post_transform = post_transform
+        self.cache_items = cache_items
+        self._cache: dict[int, object] = {}
 
     def __len__(self) -> int:
         return len(self.data) * self.variants
@@ -49,9 +57,18 @@ class AugmentationVariantDataset(Dataset):
         name = self.data[item].get("id", item) if isinstance(self.data[item], dict) else item
         return zlib.crc32(f"{self.seed}:{name}:{variant}".encode())
 
-    def _transform(self, index: int):
+    def _variant(self, index: int):
+        """``transform``'s output for ``index`` (kept in memory for the first ``cache_items`` indices)."""
+        if index in self._cache:
+            return copy.deepcopy(self._cache[index])
         item, variant = divmod(index, self.variants)
         if isinstance(self.transform, Randomizable):
             self.transform.set_random_state(seed=self._variant_seed(item, variant))
         data = apply_transform(self.transform, dict(self.data[item]))
+        if index < self.cache_items:
+            self._cache[index] = copy.deepcopy(data)
+        return data
+
+    def _transform(self, index: int):
+        data = self._variant(index)
         return apply_transform(self.post_transform, data) if self.post_transform is not None else data

@@ -148,14 +148,15 @@ class SamRuntime(nn.Module):
             )
         return self._openvino["encoder"]
 
-    def _openvino_box_decoder(self) -> OpenVinoModel:
-        if "box_decoder" not in self._openvino:
-            decoder = _BoxDecoder(self.model.prompt_encoder, self.model.mask_decoder)
+    def _openvino_box_decoder(self, multimask: bool) -> OpenVinoModel:
+        key = "multimask_box_decoder" if multimask else "box_decoder"
+        if key not in self._openvino:
+            decoder = _BoxDecoder(self.model.prompt_encoder, self.model.mask_decoder, multimask)
             height, width = self.model.prompt_encoder.image_embedding_size
             examples = (torch.zeros(1, self.model.prompt_encoder.embed_dim, height, width), torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
-            name = f"{module_fingerprint(decoder, self.model.name)}-box-decoder-{self.frame_size}"
-            self._openvino["box_decoder"] = OpenVinoModel(decoder, examples, name, OPENVINO_HINTS[self.precision])
-        return self._openvino["box_decoder"]
+            name = f"{module_fingerprint(decoder, self.model.name)}-{key.replace('_', '-')}-{self.frame_size}"
+            self._openvino[key] = OpenVinoModel(decoder, examples, name, OPENVINO_HINTS[self.precision])
+        return self._openvino[key]
 
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
         if self._in_openvino("image_encoder"):
@@ -175,11 +176,12 @@ class SamRuntime(nn.Module):
     def decode(
         self, embeddings: torch.Tensor, boxes: torch.Tensor | None = None, multimask: bool = False, return_iou: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`PromptedSam.decode`; single-mask box prompts without gradient run in OpenVINO under ``ov-*`` when the decoder is frozen."""
+        """:meth:`PromptedSam.decode`; box prompts without gradient run in OpenVINO under ``ov-*`` when the decoder is frozen
+        (one graph for the single mask, one for the three multimask outputs)."""
         embeddings = embeddings.as_subclass(torch.Tensor)
-        if boxes is None or multimask or embeddings.requires_grad or not self._in_openvino("prompt_encoder", "mask_decoder"):
+        if boxes is None or embeddings.requires_grad or not self._in_openvino("prompt_encoder", "mask_decoder"):
             return self.model.decode(embeddings, boxes, multimask, return_iou)
-        logits, ious = self._openvino_box_decoder()(embeddings, self.model.check_boxes(embeddings, boxes))
+        logits, ious = self._openvino_box_decoder(multimask)(embeddings, self.model.check_boxes(embeddings, boxes))
         logits = self.model.to_frame(logits)
         return (logits, ious) if return_iou else logits
 
@@ -195,13 +197,14 @@ class SamRuntime(nn.Module):
 
 
 class _BoxDecoder(nn.Module):
-    """Prompt encoder + mask decoder for one box and one mask: the part of :meth:`PromptedSam.decode` that
-    OpenVINO runs (a traceable, fixed-shape graph)."""
+    """Prompt encoder + mask decoder for one box, with the single mask or the three multimask outputs: the part
+    of :meth:`PromptedSam.decode` that OpenVINO runs (a traceable, fixed-shape graph)."""
 
-    def __init__(self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder) -> None:
+    def __init__(self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, multimask: bool = False) -> None:
         super().__init__()
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
+        self.multimask = multimask
 
     def forward(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sparse, dense = self.prompt_encoder(points=None, boxes=boxes, masks=None)
@@ -210,5 +213,5 @@ class _BoxDecoder(nn.Module):
             image_pe=self.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
-            multimask_output=False,
+            multimask_output=self.multimask,
         )
