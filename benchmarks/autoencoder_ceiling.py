@@ -1,0 +1,89 @@
+"""The quality ceiling a latent generator's autoencoder sets: real images passed through it, scored as synthetic pairs.
+
+No diffusion model can make pairs better than its autoencoder can reconstruct real images, so this scores,
+against the real cohort and with ``synth-report``'s measures (LiteMedSAM-feature FID against the
+real-vs-real floor, pair consistency with each pair's own box and with a shuffled box):
+
+- ``resized``: each real image resized to the generator's size and back, with its own mask (what the
+  generator's resolution alone loses);
+- ``autoencoder``: each real image encoded and decoded by the generator's autoencoder at that size, then
+  resized back, with its own mask (what the autoencoder loses on top).
+
+Compare the generator's own pairs (``synth-report`` on ``synthesize`` output) with the ``autoencoder`` row:
+when they are close, better conditioning cannot help, a better autoencoder can.
+
+    .venv/bin/python benchmarks/autoencoder_ceiling.py --out benchmarks/results/autoencoder_ceiling_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hc18_subset"
+SHIPPED_PRIOR = Path(__file__).resolve().parents[1] / "bundles" / "fetal_us_diffusion" / "models" / "prior"
+
+
+def passed_through(image: np.ndarray, size: tuple[int, int], autoencoder: torch.nn.Module | None) -> np.ndarray:
+    """``uint8`` ``image`` resized to ``size`` (area), optionally encoded and decoded, and resized back (bilinear)."""
+    small = F.interpolate(torch.from_numpy(image.astype(np.float32))[None, None], size=size, mode="area") / 127.5 - 1.0
+    if autoencoder is not None:
+        with torch.no_grad():
+            small = autoencoder.decode_stage_2_outputs(autoencoder.encode_stage_2_inputs(small))
+    back = F.interpolate(((small + 1.0) / 2.0).clamp(0.0, 1.0), size=image.shape, mode="bilinear", align_corners=False)
+    return (back[0, 0] * 255.0).round().to(torch.uint8).numpy()
+
+
+def write_passed_cohort(real: Path, out: Path, size: tuple[int, int], autoencoder: torch.nn.Module | None) -> Path:
+    """A cohort folder of the real cohort's images passed through, each with its own filled mask."""
+    from monai_fetal.data.cohort import Cohort, CohortItem, write_pair
+    from monai_fetal.data.io import read_image
+    from monai_fetal.shape.outline import fill_head_annotation
+
+    items = Cohort(real).items()
+    for index, item in enumerate(items):
+        mask = fill_head_annotation(np.asarray(read_image(item["label"]))) > 0
+        write_pair(out, f"pass_{index:04d}", passed_through(np.asarray(read_image(item["image"])), size, autoencoder), mask)
+    return Cohort.write(out, [CohortItem(f"pass_{i:04d}", f"pass_{i:04d}", out.name, synthetic=True) for i in range(len(items))], out.name).root
+
+
+def main() -> None:
+    from monai_fetal.data.prepare import ensure_cohort
+    from monai_fetal.jobs import synth_report
+    from monai_fetal.networks.latent import load_latent_generator
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="real images with masks (HC18 or cohort folder)")
+    parser.add_argument("--generator", type=Path, default=SHIPPED_PRIOR, help="latent generator folder (default: the shipped prior)")
+    parser.add_argument("--max-real", type=int, default=60)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    generator = load_latent_generator(args.generator)
+    size = tuple(generator.settings["image_size"])
+    rows = {}
+    with tempfile.TemporaryDirectory() as work:
+        real = ensure_cohort(args.data, Path(work) / "real")
+        for name, autoencoder in (("resized", None), ("autoencoder", generator.autoencoder)):
+            passed = write_passed_cohort(real, Path(work) / name, size, autoencoder)
+            report = synth_report(real, passed, Path(work) / f"{name}_report", max_real=args.max_real)
+            distance, floor = report["feature_distance"], report["feature_distance_real_halves"]
+            rows[name] = {
+                "pair_consistency": report["synthetic"]["pair_consistency"]["mean"],
+                "pair_consistency_shuffled": report["synthetic"]["pair_consistency_shuffled"]["mean"],
+                "fid": distance["fid"],
+                "fid_over_floor": distance["fid"] / floor["fid"],
+            }
+            print(name, json.dumps(rows[name]), flush=True)
+    real_consistency = report["real"]["pair_consistency"]["mean"]
+    result = {"generator": str(args.generator), "image_size": list(size), "real_pair_consistency": real_consistency, **rows}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
