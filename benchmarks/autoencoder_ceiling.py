@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hc18_subset"
-SHIPPED_PRIOR = Path(__file__).resolve().parents[1] / "bundles" / "fetal_us_diffusion" / "models" / "prior"
+DIFFUSION_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "fetal_us_diffusion"
+SHIPPED_PRIOR = DIFFUSION_BUNDLE / "models" / "prior"
 
 
 def passed_through(image: np.ndarray, size: tuple[int, int], autoencoder: torch.nn.Module | None) -> np.ndarray:
@@ -54,9 +55,11 @@ def write_passed_cohort(real: Path, out: Path, size: tuple[int, int], autoencode
 
 
 def main() -> None:
+    from monai_fetal.atomic import write_json_atomic
     from monai_fetal.data.prepare import ensure_cohort
     from monai_fetal.jobs import synth_report
     from monai_fetal.networks.latent import load_latent_generator
+    from monai_fetal.networks.latent_release import checked_prior
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="real images with masks (HC18 or cohort folder)")
@@ -64,7 +67,7 @@ def main() -> None:
     parser.add_argument("--max-real", type=int, default=60)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    generator = load_latent_generator(args.generator)
+    generator = load_latent_generator(checked_prior(DIFFUSION_BUNDLE, args.generator))  # the shipped prior's sha256 is checked
     size = tuple(generator.settings["image_size"])
     rows = {}
     with tempfile.TemporaryDirectory() as work:
@@ -82,7 +85,7 @@ def main() -> None:
             print(name, json.dumps(rows[name]), flush=True)
     real_consistency = report["real"]["pair_consistency"]["mean"]
     result = {"generator": str(args.generator), "image_size": list(size), "real_pair_consistency": real_consistency, **rows}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_json_atomic(args.out, result)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from monai_fetal.atomic import write_json_atomic
 from timing import cpu_description, in_fresh_process
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hc18_subset"
@@ -75,7 +76,7 @@ def main() -> None:
         **cpu_description(),
         "torch": torch.__version__,
     }
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_json_atomic(args.out, result)
 
 
 if __name__ == "__main__":
