@@ -23,7 +23,7 @@ Rows already in ``--out`` are skipped (resumable); the JSON is rewritten after e
 
     python benchmarks/auto_measure.py --shots 0 5 --seeds 0 1 2 --out benchmarks/results/auto_measure_cpu.json
     python benchmarks/auto_measure.py --shots 5 --seeds 0 --test-images 40 --out /tmp/am.json
-    python benchmarks/auto_measure.py --shots 5 --seeds 0 --rescue-below 0 --out /tmp/am_no_rescue.json
+    python benchmarks/auto_measure.py --shots 5 --seeds 0 --rescue-below 0 --search-below 0 --out /tmp/am_no_rescue.json
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def finetune(run_dir: Path, shots: int, seed: int, data: Path, cache: Path, unla
 class Scorer:
     """The evaluation config's components for one model, run image by image with both prompts."""
 
-    def __init__(self, checkpoint: Path | None, cache_dir: Path, work: Path, rescue_below: float | None = None) -> None:
+    def __init__(self, checkpoint: Path | None, cache_dir: Path, work: Path, prompt_settings: dict[str, float] | None = None) -> None:
         from monai_fetal.bundles import EVALUATE_CONFIGS, read_bundle_config
 
         overrides = {
@@ -134,8 +134,7 @@ class Scorer:
             "embedding_cache_dir": str(cache_dir),
             "device": "$torch.device('cpu')",
         }
-        if rescue_below is not None:
-            overrides["rescue_below"] = rescue_below
+        overrides.update(prompt_settings or {})  # inference.json ids of the automatic prompt (rescue_below, search_below)
         parser = read_bundle_config("fetal_head_sam", EVALUATE_CONFIGS, overrides)
         self.preprocessing = parser.get_parsed_content("preprocessing")
         self.network = parser.get_parsed_content("network")
@@ -239,7 +238,8 @@ def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test:
     info = {}
     if unlabelled:
         info = {"self_training": json.loads((work / name / "self_training.json").read_text())}
-    scorer = Scorer(checkpoint, cache, work / "eval", args.rescue_below)
+    settings = {"rescue_below": args.rescue_below, "search_below": args.search_below}
+    scorer = Scorer(checkpoint, cache, work / "eval", {key: value for key, value in settings.items() if value is not None})
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, nargs="+", default=[0], help="synthetic pairs per row (0 = none)")
     parser.add_argument("--test-images", type=int, default=None, help="first N test images (default all 213)")
     parser.add_argument("--rescue-below", type=float, default=None, help="AutoBoxPrompt's rescue_below (default: the prompt's; 0 = off)")
+    parser.add_argument("--search-below", type=float, default=None, help="AutoBoxPrompt's search_below (default: the prompt's; 0 = off)")
     parser.add_argument("--flag-quality", type=float, default=FLAG_QUALITY, help="flag images whose quality is below this")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", default="/tmp/auto_measure", help="models, caches and pseudo-labels")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_fetal.engines.auto_prompt import AutoBoxPrompt, ellipse_agreement, ellipse_box
+from monai_fetal.engines.auto_prompt import AutoBoxPrompt, ellipse_agreement, ellipse_box, sub_boxes
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask
 from monai_fetal.transforms.box import box_from_mask
 
@@ -145,3 +145,52 @@ def test_a_low_quality_start_is_rescued_by_a_better_candidate():
     assert float(quality[0]) == pytest.approx(0.9 * ellipse_agreement(network.head), abs=1e-6) and float(quality[0]) > float(kept_quality[0])
     with pytest.raises(ValueError, match="rescue_below"):
         AutoBoxPrompt(rescue_below=1.5)
+
+
+def test_sub_boxes_lie_inside_the_box_at_its_corners_edge_middles_and_centre():
+    boxes = sub_boxes(torch.tensor([10.0, 20.0, 110.0, 70.0]), (0.5, 0.8))
+    assert boxes.shape == (18, 4)
+    assert torch.allclose(boxes[0], torch.tensor([10.0, 20.0, 60.0, 45.0]))  # top left, half size
+    assert torch.allclose(boxes[4], torch.tensor([35.0, 32.5, 85.0, 57.5]))  # centre
+    assert torch.allclose(boxes[8], torch.tensor([60.0, 45.0, 110.0, 70.0]))  # bottom right
+    assert torch.allclose(boxes[9:, 2] - boxes[9:, 0], torch.tensor(80.0)) and torch.allclose(boxes[9:, 3] - boxes[9:, 1], torch.tensor(40.0))
+    assert bool((boxes[:, :2] >= torch.tensor([10.0, 20.0])).all() and (boxes[:, 2:] <= torch.tensor([110.0, 70.0])).all())
+
+
+class _LeakySam(_LocatedSam):
+    """The locator finds head and sac together; a box reaching right of x = 95 decodes to the head plus the sac lobe on its
+    right (a leak), a box left of it to the head."""
+
+    def __init__(self) -> None:
+        self.head = ellipse_to_mask(HEAD, (SIZE, SIZE)).astype(bool)
+        self.leak = self.head | ellipse_to_mask(Ellipse(cx=100.0, cy=70.0, a=22.0, b=30.0, theta=0.0), (SIZE, SIZE)).astype(bool)
+        super().__init__(self.head)
+        self.located = torch.where(torch.as_tensor(self.leak), 4.0, -5.0)
+
+    def decode(self, embeddings, boxes=None, multimask=False, return_iou=False):
+        self.boxes.append(boxes.clone())
+        k = 3 if multimask else 1
+        masks = [self.leak if float(box[2]) > 95 else self.head for box in boxes]
+        logits = torch.stack([torch.as_tensor(np.where(m, 10.0, -10.0), dtype=torch.float32) for m in masks])[:, None]
+        ious = torch.full((len(boxes), k), self.iou)
+        return (logits.expand(-1, k, -1, -1), ious) if return_iou else logits.expand(-1, k, -1, -1)
+
+
+def test_the_sub_box_search_cuts_a_leak_down_to_the_head():
+    network = _LeakySam()
+    leaked, leak_quality = AutoBoxPrompt(refinements=1, margin=0.0).prompt(network, _image())
+    assert torch.equal(leaked[0], box_from_mask(network.leak))  # search off: the leak's box
+    searched_network = _LeakySam()
+    searched, quality = AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.95).prompt(searched_network, _image())
+    assert len(searched_network.boxes[-1]) == 18  # one batched decode of 9 sub-boxes at each of the two scales
+    assert any(torch.equal(searched[0], box) for box in sub_boxes(leaked[0], (0.65, 0.8)))
+    assert float(searched[0, 2]) <= 95  # a box that holds the head alone
+    assert float(quality[0]) == pytest.approx(0.9 * ellipse_agreement(network.head), abs=1e-6) and float(quality[0]) > float(leak_quality[0])
+    good = _LeakySam()
+    good.leak = good.head  # every box decodes to the head: quality 0.9 * ~1 is not below 0.85, so no search
+    AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.85).prompt(good, _image())
+    assert all(len(boxes) <= 3 for boxes in good.boxes)
+    with pytest.raises(ValueError, match="search_below"):
+        AutoBoxPrompt(search_below=1.5)
+    with pytest.raises(ValueError, match="search_scales"):
+        AutoBoxPrompt(search_below=0.9, search_scales=(0.5, 1.2))
