@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from monai_fetal.engines.auto_prompt import AutoBoxPrompt, ellipse_agreement, ellipse_box, sub_boxes
+from monai_fetal.engines.sam_inferer import SamInferer
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask
 from monai_fetal.transforms.box import box_from_mask
 
@@ -181,15 +182,23 @@ def test_the_sub_box_search_cuts_a_leak_down_to_the_head():
     leaked, leak_quality = AutoBoxPrompt(refinements=1, margin=0.0).prompt(network, _image())
     assert torch.equal(leaked[0], box_from_mask(network.leak))  # search off: the leak's box
     searched_network = _LeakySam()
-    searched, quality = AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.95).prompt(searched_network, _image())
+    prompt_searched = AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.95)
+    searched, quality = prompt_searched.prompt(searched_network, _image())
     assert len(searched_network.boxes[-1]) == 18  # one batched decode of 9 sub-boxes at each of the two scales
     assert any(torch.equal(searched[0], box) for box in sub_boxes(leaked[0], (0.65, 0.8)))
     assert float(searched[0, 2]) <= 95  # a box that holds the head alone
-    assert float(quality[0]) == pytest.approx(0.9 * ellipse_agreement(network.head), abs=1e-6) and float(quality[0]) > float(leak_quality[0])
+    assert float(quality[0]) == pytest.approx(float(leak_quality[0]), abs=1e-6)  # the search changes the box, not the trust
+    assert searched_network.boxes[-1].shape == (18, 4) and bool(prompt_searched.last_searched[0])
+    inferer = SamInferer(prompt="box_or_auto", auto_prompt=prompt_searched)
+    inferer(_image(), _LeakySam())
+    assert bool(inferer.last_searched[0])  # what segment flags
+    inferer(_image(), _LeakySam(), boxes=torch.tensor([[30.0, 40.0, 90.0, 100.0]]))
+    assert inferer.last_searched is None  # a given box: no automatic prompt
     good = _LeakySam()
     good.leak = good.head  # every box decodes to the head: quality 0.9 * ~1 is not below 0.85, so no search
-    AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.85).prompt(good, _image())
-    assert all(len(boxes) <= 3 for boxes in good.boxes)
+    unsearched = AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.85)
+    unsearched.prompt(good, _image())
+    assert all(len(boxes) <= 3 for boxes in good.boxes) and not bool(unsearched.last_searched[0])
     with pytest.raises(ValueError, match="search_below"):
         AutoBoxPrompt(search_below=1.5)
     with pytest.raises(ValueError, match="search_scales"):

@@ -296,8 +296,9 @@ def test_evaluation_report_writes_per_image_csv_and_metrics_json(tmp_path):
 class _LastIou:
     """Stands in for SamInferer: its IoU estimate of the last batch's one mask."""
 
-    def __init__(self, iou: float) -> None:
+    def __init__(self, iou: float, searched: bool | None = None) -> None:
         self.last_iou = torch.tensor([[iou]])
+        self.last_searched = None if searched is None else torch.tensor([searched])
 
 
 def _bumpy_head() -> tuple[np.ndarray, np.ndarray]:
@@ -347,3 +348,19 @@ def test_the_measured_quality_is_the_networks_mask_not_its_ellipse() -> None:
     network = measure_head(head[0].T > 0, None, float(iou.last_iou[0, 0]))
     assert out["measurement"].quality == network.quality and out["measurement"].quality.ellipse_dice < 1.0
     assert out["result"]["quality"] == pytest.approx(network.quality.score, abs=1e-4) and not out["measurement"].flagged
+
+
+def test_a_head_the_automatic_prompt_had_to_search_is_flagged_and_keeps_its_mask() -> None:
+    from monai.data import MetaTensor
+
+    from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
+
+    head, _ = _bumpy_head()
+    item = {"pred": torch.from_numpy(head), "image": MetaTensor(torch.zeros(1, 800, 540), meta={"filename_or_obj": "scan.png"}), "spacing": math.nan}
+    searched = _LastIou(0.99, searched=True)  # a quality that passes; only the search says "doubtful"
+    ellipsed = HeadEllipsed(keys="pred", inferer=searched)(item)
+    assert np.array_equal(ellipsed["pred"].numpy(), head)
+    out = MeasureHeadd(keys="pred", inferer=searched)({**ellipsed, "pred": ellipsed["pred"][0]})
+    assert out["measurement"].flagged and out["result"]["flagged"] and out["measurement"].quality.score >= 0.92
+    trusted = MeasureHeadd(keys="pred", inferer=_LastIou(0.99, searched=False))({**ellipsed, "pred": ellipsed["pred"][0]})
+    assert not trusted["measurement"].flagged

@@ -27,7 +27,7 @@ from monai_fetal.errors import ConfigError
 from monai_fetal.shape.ellipse import ellipse_to_mask
 from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, Quality, measure_head
 
-__all__ = ["PREDICTION_QUALITY_KEY", "HeadEllipsed", "MeasureHeadd", "result_params", "sam_iou_of"]
+__all__ = ["PREDICTION_QUALITY_KEY", "HeadEllipsed", "MeasureHeadd", "result_params", "sam_iou_of", "searched_of"]
 
 PREDICTION_QUALITY_KEY = "prediction_quality"  # HeadEllipsed's quality of the network's own mask
 
@@ -44,6 +44,13 @@ def sam_iou_of(inferer: object | None) -> float | None:
     if ious.shape[0] != 1:
         raise ConfigError("batch_size", ious.shape[0], "1: heads are measured one image per batch")
     return float(ious[0, 0])
+
+
+def searched_of(inferer: object | None) -> bool:
+    """Whether the automatic prompt searched sub-boxes for the last batch's image (``SamInferer.last_searched``):
+    a head it had to search is flagged, whatever the quality of the box it found."""
+    searched = getattr(inferer, "last_searched", None)
+    return bool(searched is not None and searched.any())
 
 
 def result_params(measured: HeadMeasurement, spacing_source: str, flag_below: float) -> dict[str, object]:
@@ -122,6 +129,8 @@ class MeasureHeadd(MapTransform):
             quality = d.get(PREDICTION_QUALITY_KEY)
             if isinstance(quality, Quality):  # the mask is HeadEllipsed's ellipse: score the network's mask
                 measured = dataclasses.replace(measured, quality=quality, flagged=measured.biometry is None or quality.score < self.flag_below)
+            if searched_of(self.inferer):
+                measured = dataclasses.replace(measured, flagged=True)
             d[self.measurement_key] = measured
             d[self.result_key] = result_params(measured, source, self.flag_below)
         return d
@@ -132,8 +141,8 @@ class HeadEllipsed(MapTransform):
 
     HC18's reference masks are ellipses and the head circumference is the fitted ellipse's perimeter, so a
     trusted head (quality of :func:`~monai_fetal.shape.measure.measure_head` at least ``flag_below``, with
-    SAM's IoU estimate read from ``inferer``) is written as the outline that is measured. A flagged head
-    keeps the network's mask, which shows a reviewer what went wrong. On 213 HC18 test images the ellipse
+    SAM's IoU estimate read from ``inferer``, and not searched by its automatic prompt) is written as the outline
+    that is measured. A flagged head keeps the network's mask, which shows a reviewer what went wrong. On 213 HC18 test images the ellipse
     raised the Dice of ground-truth-box masks on 200 images (``benchmarks/auto_measure.py``, ``dice_ellipse``).
     The type, dtype, shape (``[1, W, H]`` or ``[W, H]``) and metadata of the input are kept. The quality of
     the network's mask goes under :data:`PREDICTION_QUALITY_KEY`, so that :class:`MeasureHeadd` reports it,
@@ -159,7 +168,7 @@ class HeadEllipsed(MapTransform):
             mask = (array[0] if array.ndim == 3 else array) > 0
             measured = measure_head(mask, None, sam_iou_of(self.inferer), 1, self.flag_below)
             d[PREDICTION_QUALITY_KEY] = measured.quality
-            if measured.flagged:
+            if measured.flagged or searched_of(self.inferer):
                 continue
             ellipse = ellipse_to_mask(measured.biometry.ellipse, mask.shape).astype(array.dtype)
             d[key] = convert_to_dst_type(ellipse.reshape(array.shape), dst=d[key])[0]

@@ -29,7 +29,8 @@ class SamInferer(Inferer):
         auto_prompt: the automatic prompt (default :class:`AutoBoxPrompt`).
 
     After each call, ``last_iou`` holds SAM's IoU estimate of each returned mask (``[B, K]``), which
-    ``segment`` uses in its quality score.
+    ``segment`` uses in its quality score, and ``last_searched`` which images the automatic prompt
+    searched (``[B]`` bool, ``None`` when it did not run), which ``segment`` flags.
     """
 
     def __init__(self, prompt: str = "gt_box", auto_prompt: AutoBoxPrompt | None = None) -> None:
@@ -37,6 +38,7 @@ class SamInferer(Inferer):
         self.prompt = check_choice("prompt", prompt, PROMPTS)
         self.auto_prompt = auto_prompt or AutoBoxPrompt()
         self.last_iou: torch.Tensor | None = None
+        self.last_searched: torch.Tensor | None = None
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, boxes: torch.Tensor | None = None, **kwargs):
         """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]`` (``[B, 2, S, S]`` for ``gt_box+auto``)."""
@@ -45,6 +47,7 @@ class SamInferer(Inferer):
         if self.prompt.startswith("gt_box") and boxes is None:
             raise ValueError(f"prompt '{self.prompt}' needs a 'box' in each batch: give masks to compute it from, or use 'auto'")
         embeddings = network.encode(inputs)  # once: the automatic prompt and the final decode share it
+        self.last_searched = None
         if self.prompt == "gt_box+auto":
             auto_boxes = self.auto_prompt(network, inputs, embeddings)
             (boxed, boxed_iou), (auto, auto_iou) = (network.decode(embeddings, b, return_iou=True) for b in (boxes, auto_boxes))
@@ -52,6 +55,7 @@ class SamInferer(Inferer):
             return torch.cat([boxed, auto], dim=1)
         if self.prompt == "auto" or boxes is None:
             boxes = self.auto_prompt(network, inputs, embeddings)
+            self.last_searched = getattr(self.auto_prompt, "last_searched", None)
         logits, self.last_iou = network.decode(embeddings, boxes, return_iou=True)
         return logits
 
