@@ -141,9 +141,10 @@ class HeadEllipsed(MapTransform):
 
     HC18's reference masks are ellipses and the head circumference is the fitted ellipse's perimeter, so a
     trusted head (quality of :func:`~monai_fetal.shape.measure.measure_head` at least ``flag_below``, with
-    SAM's IoU estimate read from ``inferer``, and not searched by its automatic prompt) is written as the outline
-    that is measured. A flagged head keeps the network's mask, which shows a reviewer what went wrong. On 213 HC18 test images the ellipse
-    raised the Dice of ground-truth-box masks on 200 images (``benchmarks/auto_measure.py``, ``dice_ellipse``).
+    SAM's IoU estimate read from ``inferer``, and not searched by its automatic prompt) is written as the
+    outline that is measured. A flagged head keeps the network's mask, which shows a reviewer what went
+    wrong. On 213 HC18 test images the ellipse raised the Dice of ground-truth-box masks on 200 images
+    (``benchmarks/auto_measure.py``, ``dice_ellipse``).
     The type, dtype, shape (``[1, W, H]`` or ``[W, H]``) and metadata of the input are kept. The quality of
     the network's mask goes under :data:`PREDICTION_QUALITY_KEY`, so that :class:`MeasureHeadd` reports it,
     not the ellipse's own (whose agreement with its fitted ellipse is 1 by construction).
