@@ -142,8 +142,9 @@ class Scorer:
         self.inferer = parser.get_parsed_content("inferer")
 
     @torch.no_grad()
-    def predict(self, item: dict, prompt: str) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """Predicted and reference masks ``(rows, cols)`` at original size, the prediction's quality and network seconds.
+    def predict(self, item: dict, prompt: str) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
+        """Predicted and reference masks ``(rows, cols)`` at original size, the prediction's quality, network seconds
+        and whether the automatic prompt searched sub-boxes (a searched head is flagged, as ``segment`` flags it).
 
         The quality is :meth:`AutoBoxPrompt.prompt`'s (SAM's IoU estimate times the mask's agreement with
         its fitted ellipse) for the automatic prompt, 1 for the ground-truth box. It stands in for the
@@ -159,14 +160,14 @@ class Scorer:
         if prompt == "auto":  # SamInferer's automatic path (encode, automatic boxes, decode), keeping the prompt's quality
             embeddings = self.network.encode(images)
             boxes, quality = self.inferer.auto_prompt.prompt(self.network, images, embeddings)
-            batch["pred"] = self.network.decode(embeddings, boxes)
+            batch["pred"], searched = self.network.decode(embeddings, boxes), bool(self.inferer.auto_prompt.last_searched[0])
         else:
-            batch["pred"], quality = self.inferer(images, self.network, **extra), torch.ones(1)
+            batch["pred"], quality, searched = self.inferer(images, self.network, **extra), torch.ones(1), False
         seconds = time.perf_counter() - start
         out = self.postprocessing(decollate_batch(batch)[0])
         pred = np.asarray(out["pred"][0]).T > 0  # MONAI's [W, H] -> (rows, cols)
         label = np.asarray(out["label"][0]).T > 0
-        return pred, label, float(quality[0]), seconds
+        return pred, label, float(quality[0]), seconds, searched
 
 
 def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
@@ -198,7 +199,7 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
 def summarise(rows: list[dict], flag_quality: float) -> dict:
     """Means and failure counts of per-image rows."""
     dice = np.array([r["dice"] for r in rows])
-    flagged = np.array([r["quality"] < flag_quality for r in rows])
+    flagged = np.array([r["quality"] < flag_quality or r.get("searched", False) for r in rows])
     hd95 = np.array([r["hd95"] for r in rows])
     fail = dice < DICE_FAIL
     return {
@@ -223,8 +224,8 @@ def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float) -
     """Per-image scores and their summary for one prompt."""
     rows = []
     for item in items:
-        pred, label, quality, seconds = scorer.predict(item, prompt)
-        rows.append({**image_scores(pred, label, item), "quality": quality, "seconds": seconds})
+        pred, label, quality, seconds, searched = scorer.predict(item, prompt)
+        rows.append({**image_scores(pred, label, item), "quality": quality, "seconds": seconds, "searched": searched})
     return {"summary": summarise(rows, flag_quality), "per_image": rows}
 
 
@@ -272,7 +273,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "machine": platform.machine(),
             "torch": torch.__version__,
-            "flag_criterion": f"quality < {args.flag_quality} (AutoBoxPrompt.prompt: IoU estimate x ellipse agreement)",
+            "flag_criterion": f"quality < {args.flag_quality} (AutoBoxPrompt.prompt: IoU estimate x ellipse agreement), or searched",
         }
     )
     done = {(r["shots"], r["seed"], r["unlabelled"], int(r["synthetic"]), r["auto"]["summary"]["images"]) for r in results["rows"]}

@@ -50,3 +50,6 @@ def test_summary_counts_failures_that_the_flag_misses(auto_measure):
     assert summary["dice_flagged"] == pytest.approx(0.725) and summary["dice_unflagged"] == pytest.approx(0.91)
     assert summary["hc_error_mm_mean"] == pytest.approx(10.25) and summary["dice_min"] == pytest.approx(0.5)
     assert summary["dice_ellipse_mean"] == pytest.approx(0.80)
+    rows[2]["searched"] = True  # the automatic prompt doubted this head: flagged whatever its quality, as segment does
+    searched = auto_measure.summarise(rows, flag_quality=0.9)
+    assert searched["flagged"] == 3 and searched["unflagged_failures"] == 0
