@@ -47,6 +47,7 @@ from monai_fetal.shape.measure import FLAG_BELOW as FLAG_QUALITY
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DICE_FAIL = 0.90
+FLAG_SWEEP = (0.92, 0.93, 0.94, 0.95)  # other flag thresholds whose counts each summary also reports
 
 
 def _hc18_items(folder: Path, names: list[str], with_labels: bool) -> list[dict]:
@@ -144,30 +145,29 @@ class Scorer:
     @torch.no_grad()
     def predict(self, item: dict, prompt: str) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
         """Predicted and reference masks ``(rows, cols)`` at original size, the prediction's quality, network seconds
-        and whether the automatic prompt searched sub-boxes (a searched head is flagged, as ``segment`` flags it).
+        and whether the automatic prompt searched sub-boxes.
 
-        The quality is :meth:`AutoBoxPrompt.prompt`'s (SAM's IoU estimate times the mask's agreement with
-        its fitted ellipse) for the automatic prompt, 1 for the ground-truth box. It stands in for the
-        ``segment`` command's quality score until that one is merged: swap it here.
+        The quality is ``segment``'s, for either prompt: :func:`~monai_fetal.shape.measure.measure_head`'s score of the
+        network's mask at original size with SAM's IoU estimate of its final decode (``SamInferer.last_iou``); a head
+        the automatic prompt searched (``SamInferer.last_searched``) is flagged whatever its quality, as there.
         """
         from monai.data import decollate_batch, list_data_collate
 
         from monai_fetal.engines import SamPrepareBatch
+        from monai_fetal.engines.head_measure import sam_iou_of, searched_of
+        from monai_fetal.shape.measure import measure_head
 
         batch = list_data_collate([self.preprocessing(dict(item))])
         images, _, _, extra = SamPrepareBatch()(batch)
+        self.inferer.prompt = prompt  # the evaluation config's SamInferer, with the prompt of this call
         start = time.perf_counter()
-        if prompt == "auto":  # SamInferer's automatic path (encode, automatic boxes, decode), keeping the prompt's quality
-            embeddings = self.network.encode(images)
-            boxes, quality = self.inferer.auto_prompt.prompt(self.network, images, embeddings)
-            batch["pred"], searched = self.network.decode(embeddings, boxes), bool(self.inferer.auto_prompt.last_searched[0])
-        else:
-            batch["pred"], quality, searched = self.inferer(images, self.network, **extra), torch.ones(1), False
+        batch["pred"] = self.inferer(images, self.network, **(extra if prompt == "gt_box" else {}))
         seconds = time.perf_counter() - start
         out = self.postprocessing(decollate_batch(batch)[0])
         pred = np.asarray(out["pred"][0]).T > 0  # MONAI's [W, H] -> (rows, cols)
         label = np.asarray(out["label"][0]).T > 0
-        return pred, label, float(quality[0]), seconds, searched
+        quality = measure_head(pred, None, sam_iou_of(self.inferer)).quality.score
+        return pred, label, quality, seconds, searched_of(self.inferer)
 
 
 def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
@@ -199,7 +199,9 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
 def summarise(rows: list[dict], flag_quality: float) -> dict:
     """Means and failure counts of per-image rows."""
     dice = np.array([r["dice"] for r in rows])
-    flagged = np.array([r["quality"] < flag_quality or r.get("searched", False) for r in rows])
+    quality = np.array([r["quality"] for r in rows])
+    searched = np.array([r.get("searched", False) for r in rows])
+    flagged = (quality < flag_quality) | searched
     hd95 = np.array([r["hd95"] for r in rows])
     fail = dice < DICE_FAIL
     return {
@@ -217,6 +219,10 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
         "dice_flagged": float(dice[flagged].mean()) if flagged.any() else None,
         "dice_unflagged": float(dice[~flagged].mean()) if (~flagged).any() else None,
         "seconds_per_image_network": float(np.mean([r["seconds"] for r in rows])),
+        "flagged_and_unflagged_failures_by_threshold": {
+            str(threshold): [int(((quality < threshold) | searched).sum()), int((fail & ~(quality < threshold) & ~searched).sum())]
+            for threshold in FLAG_SWEEP
+        },
     }
 
 
@@ -273,7 +279,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "machine": platform.machine(),
             "torch": torch.__version__,
-            "flag_criterion": f"quality < {args.flag_quality} (AutoBoxPrompt.prompt: IoU estimate x ellipse agreement), or searched",
+            "flag_criterion": f"quality < {args.flag_quality} (segment's: measure_head's score of the network's mask), or searched",
         }
     )
     done = {(r["shots"], r["seed"], r["unlabelled"], int(r["synthetic"]), r["auto"]["summary"]["images"]) for r in results["rows"]}

@@ -50,6 +50,10 @@ def test_summary_counts_failures_that_the_flag_misses(auto_measure):
     assert summary["dice_flagged"] == pytest.approx(0.725) and summary["dice_unflagged"] == pytest.approx(0.91)
     assert summary["hc_error_mm_mean"] == pytest.approx(10.25) and summary["dice_min"] == pytest.approx(0.5)
     assert summary["dice_ellipse_mean"] == pytest.approx(0.80)
+    # the other thresholds' trade-off: [flagged, unflagged failures]; 0.94 catches the missed failure at 0.93
+    assert summary["flagged_and_unflagged_failures_by_threshold"]["0.93"] == [2, 1]
+    assert summary["flagged_and_unflagged_failures_by_threshold"]["0.94"] == [3, 0]
     rows[2]["searched"] = True  # the automatic prompt doubted this head: flagged whatever its quality, as segment does
     searched = auto_measure.summarise(rows, flag_quality=0.9)
     assert searched["flagged"] == 3 and searched["unflagged_failures"] == 0
+    assert searched["flagged_and_unflagged_failures_by_threshold"]["0.93"] == [3, 0]

@@ -350,6 +350,25 @@ def test_the_measured_quality_is_the_networks_mask_not_its_ellipse() -> None:
     assert out["result"]["quality"] == pytest.approx(network.quality.score, abs=1e-4) and not out["measurement"].flagged
 
 
+def test_flag_below_sets_which_heads_are_flagged_and_keep_their_mask_and_a_bad_value_is_refused() -> None:
+    from monai.data import MetaTensor
+
+    from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
+    from monai_fetal.errors import ConfigError
+
+    head, ellipse = _bumpy_head()
+    item = {"pred": torch.from_numpy(head), "image": MetaTensor(torch.zeros(1, 800, 540), meta={"filename_or_obj": "scan.png"}), "spacing": math.nan}
+    iou = _LastIou(0.99)
+    for flag_below, flagged in ((0.5, False), (0.999, True)):  # the head's quality is between the two
+        ellipsed = HeadEllipsed(keys="pred", inferer=iou, flag_below=flag_below)(item)
+        assert np.array_equal(ellipsed["pred"].numpy(), head if flagged else ellipse)
+        out = MeasureHeadd(keys="pred", inferer=iou, flag_below=flag_below)({**ellipsed, "pred": ellipsed["pred"][0]})
+        assert out["measurement"].flagged is flagged and out["result"]["flag_below"] == flag_below
+    for transform in (HeadEllipsed, MeasureHeadd):
+        with pytest.raises(ConfigError, match="flag_below"):
+            transform(keys="pred", flag_below=1.5)
+
+
 def test_a_head_the_automatic_prompt_had_to_search_is_flagged_and_keeps_its_mask() -> None:
     from monai.data import MetaTensor
 

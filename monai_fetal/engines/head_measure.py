@@ -27,7 +27,7 @@ from monai_fetal.errors import ConfigError
 from monai_fetal.shape.ellipse import ellipse_to_mask
 from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, Quality, measure_head
 
-__all__ = ["PREDICTION_QUALITY_KEY", "HeadEllipsed", "MeasureHeadd", "result_params", "sam_iou_of", "searched_of"]
+__all__ = ["PREDICTION_QUALITY_KEY", "HeadEllipsed", "MeasureHeadd", "checked_flag_below", "result_params", "sam_iou_of", "searched_of"]
 
 PREDICTION_QUALITY_KEY = "prediction_quality"  # HeadEllipsed's quality of the network's own mask
 
@@ -51,6 +51,17 @@ def searched_of(inferer: object | None) -> bool:
     a head it had to search is flagged, whatever the quality of the box it found."""
     searched = getattr(inferer, "last_searched", None)
     return bool(searched is not None and searched.any())
+
+
+def checked_flag_below(flag_below: float) -> float:
+    """``flag_below`` as a float in [0, 1] (0 flags only heads that were not found, 1 flags every head).
+
+    Raises:
+        ConfigError: a value outside [0, 1].
+    """
+    if not 0.0 <= float(flag_below) <= 1.0:
+        raise ConfigError("flag_below", flag_below, "a quality in [0, 1] under which a head is flagged")
+    return float(flag_below)
 
 
 def result_params(measured: HeadMeasurement, spacing_source: str, flag_below: float) -> dict[str, object]:
@@ -100,7 +111,7 @@ class MeasureHeadd(MapTransform):
         self.inferer = inferer
         self.image_key, self.spacing_key = image_key, spacing_key
         self.measurement_key, self.result_key = measurement_key, result_key
-        self.flag_below = flag_below
+        self.flag_below = checked_flag_below(flag_below)
 
     def _spacing(self, d: Mapping[Hashable, object], path: Path) -> tuple[float | None, str]:
         if self.spacing_key not in d:
@@ -160,7 +171,7 @@ class HeadEllipsed(MapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.inferer = inferer
-        self.flag_below = flag_below
+        self.flag_below = checked_flag_below(flag_below)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
