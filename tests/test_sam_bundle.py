@@ -28,6 +28,12 @@ BUNDLE = bundle_dir("fetal_head_sam")
 # 1 December 2026), so the floors sit under what it reaches today, with room for another CPU's int8 encoder.
 DICE_NO_BOX_FLOOR = 0.905
 HC_NO_BOX_CEILING_MM = 16.0
+# The heads segment trusts (not flagged at flag_below 0.94) meet the 4 mm: 6 of the 20, Dice 0.977 and
+# HC error 1.85 mm (max 4.9 mm), 2 December 2026. At least 3 must stay unflagged, so that flagging every head
+# cannot pass.
+UNFLAGGED_MIN = 3
+UNFLAGGED_DICE_FLOOR = 0.95
+UNFLAGGED_HC_CEILING_MM = 4.0
 CONFIGS = BUNDLE / "configs"
 
 
@@ -240,11 +246,16 @@ def test_segment_without_a_box_measures_held_out_patients(hc18_cohort, finetuned
         hc_error.append(abs(hc_px * item["spacing"] - item["hc_mm"]))
         if dice[-1] < 0.8 and rows[name]["flagged"] != "1":
             missed.append(name)
-    print(f"segment, no box: Dice {np.mean(dice):.4f} (min {np.min(dice):.3f}), HC error {np.mean(hc_error):.2f} mm")
+    trusted = np.array([rows[Path(item["image"]).name]["flagged"] == "0" for item in test])
+    dice, hc_error = np.array(dice), np.array(hc_error)
+    print(f"segment, no box: Dice {dice.mean():.4f} (min {dice.min():.3f}), HC error {hc_error.mean():.2f} mm; "
+          f"{trusted.sum()} unflagged: Dice {dice[trusted].mean():.4f}, HC error {hc_error[trusted].mean():.2f} mm")
     assert len(dice) == 20
     assert not missed, f"failures not flagged: {missed}"
-    assert np.mean(dice) >= DICE_NO_BOX_FLOOR
-    assert np.mean(hc_error) <= HC_NO_BOX_CEILING_MM
+    assert dice.mean() >= DICE_NO_BOX_FLOOR
+    assert hc_error.mean() <= HC_NO_BOX_CEILING_MM
+    assert trusted.sum() >= UNFLAGGED_MIN
+    assert dice[trusted].mean() >= UNFLAGGED_DICE_FLOOR and hc_error[trusted].mean() <= UNFLAGGED_HC_CEILING_MM
 
 
 def test_multi_gpu_config_runs_under_torchrun_with_gloo(phantom_cohort, tmp_path):
