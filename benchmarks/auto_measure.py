@@ -201,7 +201,11 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
     dice = np.array([r["dice"] for r in rows])
     quality = np.array([r["quality"] for r in rows])
     searched = np.array([r.get("searched", False) for r in rows])
-    flagged = (quality < flag_quality) | searched
+
+    def flagged_at(threshold: float) -> np.ndarray:
+        return (quality < threshold) | searched
+
+    flagged = flagged_at(flag_quality)
     hd95 = np.array([r["hd95"] for r in rows])
     fail = dice < DICE_FAIL
     return {
@@ -220,8 +224,7 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
         "dice_unflagged": float(dice[~flagged].mean()) if (~flagged).any() else None,
         "seconds_per_image_network": float(np.mean([r["seconds"] for r in rows])),
         "flagged_and_unflagged_failures_by_threshold": {
-            str(threshold): [int(((quality < threshold) | searched).sum()), int((fail & ~(quality < threshold) & ~searched).sum())]
-            for threshold in FLAG_SWEEP
+            str(threshold): [int(flagged_at(threshold).sum()), int((fail & ~flagged_at(threshold)).sum())] for threshold in FLAG_SWEEP
         },
     }
 

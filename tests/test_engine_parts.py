@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -364,9 +365,9 @@ def test_flag_below_sets_which_heads_are_flagged_and_keep_their_mask_and_a_bad_v
         assert np.array_equal(ellipsed["pred"].numpy(), head if flagged else ellipse)
         out = MeasureHeadd(keys="pred", inferer=iou, flag_below=flag_below)({**ellipsed, "pred": ellipsed["pred"][0]})
         assert out["measurement"].flagged is flagged and out["result"]["flag_below"] == flag_below
-    for transform in (HeadEllipsed, MeasureHeadd):
+    for transform, bad in itertools.product((HeadEllipsed, MeasureHeadd), (1.5, "high", math.nan)):
         with pytest.raises(ConfigError, match="flag_below"):
-            transform(keys="pred", flag_below=1.5)
+            transform(keys="pred", flag_below=bad)
 
 
 def test_a_head_the_automatic_prompt_had_to_search_is_flagged_and_keeps_its_mask() -> None:

@@ -57,11 +57,15 @@ def checked_flag_below(flag_below: float) -> float:
     """``flag_below`` as a float in [0, 1] (0 flags only heads that were not found, 1 flags every head).
 
     Raises:
-        ConfigError: a value outside [0, 1].
+        ConfigError: a value outside [0, 1], or not a number.
     """
-    if not 0.0 <= float(flag_below) <= 1.0:
+    try:
+        value = float(flag_below)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
         raise ConfigError("flag_below", flag_below, "a quality in [0, 1] under which a head is flagged")
-    return float(flag_below)
+    return value
 
 
 def result_params(measured: HeadMeasurement, spacing_source: str, flag_below: float) -> dict[str, object]:
