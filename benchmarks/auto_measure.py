@@ -38,6 +38,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -121,6 +122,17 @@ def finetune(run_dir: Path, shots: int, seed: int, data: Path, cache: Path, unla
     return model
 
 
+class Prediction(NamedTuple):
+    """One image's prediction at original size (rows, cols), with what ``segment`` would make of it."""
+
+    pred: np.ndarray
+    label: np.ndarray
+    image: np.ndarray
+    quality: float
+    seconds: float
+    searched: bool
+
+
 class Scorer:
     """The evaluation config's components for one model, run image by image with both prompts."""
 
@@ -143,9 +155,9 @@ class Scorer:
         self.inferer = parser.get_parsed_content("inferer")
 
     @torch.no_grad()
-    def predict(self, item: dict, prompt: str) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
-        """Predicted and reference masks ``(rows, cols)`` at original size, the prediction's quality, network seconds
-        and whether the automatic prompt searched sub-boxes.
+    def predict(self, item: dict, prompt: str) -> Prediction:
+        """Predicted and reference masks and the image as read (``(rows, cols)``, original size), the prediction's
+        quality, network seconds and whether the automatic prompt searched sub-boxes.
 
         The quality is ``segment``'s, for either prompt: :func:`~monai_fetal.shape.measure.measure_head`'s score of the
         network's mask at original size with SAM's IoU estimate of its final decode (``SamInferer.last_iou``); a head
@@ -167,18 +179,22 @@ class Scorer:
         pred = np.asarray(out["pred"][0]).T > 0  # MONAI's [W, H] -> (rows, cols)
         label = np.asarray(out["label"][0]).T > 0
         quality = measure_head(pred, None, sam_iou_of(self.inferer)).quality.score
-        return pred, label, quality, seconds, searched_of(self.inferer)
+        image = np.asarray(out["image_as_read"][0]).T
+        return Prediction(pred, label, image, quality, seconds, searched_of(self.inferer))
 
 
-def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
+def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndarray) -> dict:
     """Dice, HD95 (pixels) and HC error in mm against the published HC for one image.
 
     ``dice_ellipse`` is the Dice of the prediction's filled fitted ellipse (the HC18 reference masks are
     ellipses): what the fitted ellipse as the final mask would score; the HC is the ellipse's either way.
+    ``hc_error_snapped_mm`` is the HC error of that ellipse snapped to the skull's outer edge in ``image``
+    (:func:`~monai_fetal.shape.edge.snap_to_skull_edge`), which ``segment`` measures for the heads it trusts.
     """
     from monai.metrics import compute_dice, compute_hausdorff_distance
 
     from monai_fetal.shape.biometry import biometry_from_ellipse
+    from monai_fetal.shape.edge import snap_to_skull_edge
     from monai_fetal.shape.ellipse import ellipse_to_mask, fit_ellipse_to_mask
 
     def dice_of(mask: np.ndarray) -> float:
@@ -190,10 +206,19 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict) -> dict:
     try:
         ellipse = fit_ellipse_to_mask(pred)
     except ValueError:
-        hc_mm, dice_ellipse = 0.0, dice
+        hc_mm, hc_snapped_mm, dice_ellipse = 0.0, 0.0, dice
     else:
         hc_mm, dice_ellipse = biometry_from_ellipse(ellipse, item["spacing"]).hc_mm, dice_of(ellipse_to_mask(ellipse, pred.shape))
-    return {"id": item["id"], "dice": dice, "dice_ellipse": dice_ellipse, "hd95": hd95, "hc_mm": hc_mm, "hc_error_mm": abs(hc_mm - item["hc_mm"])}
+        hc_snapped_mm = biometry_from_ellipse(snap_to_skull_edge(image, ellipse), item["spacing"]).hc_mm
+    return {
+        "id": item["id"],
+        "dice": dice,
+        "dice_ellipse": dice_ellipse,
+        "hd95": hd95,
+        "hc_mm": hc_mm,
+        "hc_error_mm": abs(hc_mm - item["hc_mm"]),
+        "hc_error_snapped_mm": abs(hc_snapped_mm - item["hc_mm"]),
+    }
 
 
 def summarise(rows: list[dict], flag_quality: float) -> dict:
@@ -208,14 +233,21 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
     flagged = flagged_at(flag_quality)
     hd95 = np.array([r["hd95"] for r in rows])
     fail = dice < DICE_FAIL
+    hc_error = np.array([r["hc_error_mm"] for r in rows])
+    snapped = np.array([r["hc_error_snapped_mm"] for r in rows])
+    segment_hc_error = np.where(flagged, hc_error, snapped)  # segment snaps the ellipses of the heads it trusts
     return {
         "images": len(rows),
         "dice_mean": float(dice.mean()),
         "dice_min": float(dice.min()),
         "dice_ellipse_mean": float(np.mean([r["dice_ellipse"] for r in rows])),
         "hd95_mean": float(np.nanmean(hd95)) if np.isfinite(hd95).any() else math.nan,
-        "hc_error_mm_mean": float(np.mean([r["hc_error_mm"] for r in rows])),
-        "hc_error_mm_median": float(np.median([r["hc_error_mm"] for r in rows])),
+        "hc_error_mm_mean": float(hc_error.mean()),
+        "hc_error_mm_median": float(np.median(hc_error)),
+        "hc_error_snapped_mm_mean": float(snapped.mean()),
+        "hc_error_segment_mm_mean": float(segment_hc_error.mean()),
+        "hc_error_unflagged_mm_mean": float(hc_error[~flagged].mean()) if (~flagged).any() else None,
+        "hc_error_segment_unflagged_mm_mean": float(segment_hc_error[~flagged].mean()) if (~flagged).any() else None,
         "share_dice_below_090": float(fail.mean()),
         "flagged": int(flagged.sum()),
         "unflagged_failures": int((fail & ~flagged).sum()),
@@ -233,8 +265,8 @@ def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float) -
     """Per-image scores and their summary for one prompt."""
     rows = []
     for item in items:
-        pred, label, quality, seconds, searched = scorer.predict(item, prompt)
-        rows.append({**image_scores(pred, label, item), "quality": quality, "seconds": seconds, "searched": searched})
+        p = scorer.predict(item, prompt)
+        rows.append({**image_scores(p.pred, p.label, item, p.image), "quality": p.quality, "seconds": p.seconds, "searched": p.searched})
     return {"summary": summarise(rows, flag_quality), "per_image": rows}
 
 

@@ -65,6 +65,20 @@ def test_flag_below_reaches_both_measuring_transforms_and_defaults_to_the_packag
     assert thresholds({"flag_below": 0.5}) == [0.5, 0.5]
 
 
+@pytest.mark.parametrize("configs", ["inference.json", EVALUATE_CONFIGS])
+def test_the_ellipse_is_snapped_to_the_image_as_read_by_default(configs):
+    """Both configs copy the image before framing, and HeadEllipsed snaps to it with the package's search width."""
+    from monai_fetal.bundles import read_bundle_config
+    from monai_fetal.engines.head_measure import HeadEllipsed
+    from monai_fetal.shape.edge import EDGE_SEARCH_PX
+
+    parser = read_bundle_config("fetal_head_sam", configs, {})
+    (ellipsed,) = [t for t in parser.get_parsed_content("postprocessing").transforms if isinstance(t, HeadEllipsed)]
+    assert (ellipsed.image_key, ellipsed.edge_search_px) == ("image_as_read", EDGE_SEARCH_PX)
+    loaded, copied = parser.get_parsed_content("preprocessing").transforms[:2]
+    assert type(loaded).__name__ == "LoadGreyscaled" and copied.names == ("image_as_read",)
+
+
 def test_network_input_output_shapes_match_metadata():
     verify_net_in_out(
         net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "inference.json")
@@ -113,6 +127,7 @@ def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohor
         (EVALUATE_CONFIGS, {"prompt": "box"}, "prompt"),
         (EVALUATE_CONFIGS, {"model_name": "vit_q"}, "name"),
         (EVALUATE_CONFIGS, {"flag_below": 2.0}, "flag_below"),
+        (EVALUATE_CONFIGS, {"edge_search_px": -1.0}, "edge_search_px"),
     ],
 )
 def test_bad_config_values_are_refused_by_name(phantom_cohort, tmp_path, config, overrides, match):

@@ -24,6 +24,7 @@ from monai.utils import convert_to_dst_type
 
 from monai_fetal.engines.segment import spacing_of
 from monai_fetal.errors import ConfigError
+from monai_fetal.shape.edge import EDGE_SEARCH_PX, snap_to_skull_edge
 from monai_fetal.shape.ellipse import ellipse_to_mask
 from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, Quality, measure_head
 
@@ -53,16 +54,20 @@ def searched_of(inferer: object | None) -> bool:
     return bool(searched is not None and searched.any())
 
 
+def _number_or_nan(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def checked_flag_below(flag_below: float) -> float:
     """``flag_below`` as a float in [0, 1] (0 flags only heads that were not found, 1 flags every head).
 
     Raises:
         ConfigError: a value outside [0, 1], or not a number.
     """
-    try:
-        value = float(flag_below)
-    except (TypeError, ValueError):
-        value = math.nan
+    value = _number_or_nan(flag_below)
     if not 0.0 <= value <= 1.0:
         raise ConfigError("flag_below", flag_below, "a quality in [0, 1] under which a head is flagged")
     return value
@@ -160,6 +165,9 @@ class HeadEllipsed(MapTransform):
     outline that is measured. A flagged head keeps the network's mask, which shows a reviewer what went
     wrong. On 213 HC18 test images the ellipse raised the Dice of ground-truth-box masks on 200 images
     (``benchmarks/auto_measure.py``, ``dice_ellipse``).
+    With ``image_key``, the ellipse is first snapped to the outer edge of the skull in that image (the
+    image as read, at the mask's size; :func:`~monai_fetal.shape.edge.snap_to_skull_edge`), the edge
+    HC18's outlines trace: the network's edge is only as fine as its 256 x 256 frame.
     The type, dtype, shape (``[1, W, H]`` or ``[W, H]``) and metadata of the input are kept. The quality of
     the network's mask goes under :data:`PREDICTION_QUALITY_KEY`, so that :class:`MeasureHeadd` reports it,
     not the ellipse's own (whose agreement with its fitted ellipse is 1 by construction).
@@ -168,14 +176,42 @@ class HeadEllipsed(MapTransform):
         keys: prediction keys (binary masks, non-zero = head).
         inferer: the inference's :class:`~monai_fetal.engines.SamInferer` (``None``: IoU term 1).
         flag_below: quality under which a head is flagged and keeps its mask.
+        image_key: the image as read (``[1, W, H]`` or ``[W, H]``, the mask's size) whose skull edge the
+            ellipse is snapped to; ``None``: the fitted ellipse as it is.
+        edge_search_px: how far from the fitted ellipse the edge is looked for, in pixels (0: no snapping).
+
+    Raises:
+        ConfigError: a negative ``edge_search_px``.
+        ValueError: the image under ``image_key`` is missing or not the mask's size.
     """
 
     def __init__(
-        self, keys: KeysCollection = "pred", inferer: object | None = None, flag_below: float = FLAG_BELOW, allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection = "pred",
+        inferer: object | None = None,
+        flag_below: float = FLAG_BELOW,
+        image_key: str | None = None,
+        edge_search_px: float = EDGE_SEARCH_PX,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.inferer = inferer
         self.flag_below = checked_flag_below(flag_below)
+        search = _number_or_nan(edge_search_px)
+        if not (math.isfinite(search) and search >= 0.0):
+            raise ConfigError("edge_search_px", edge_search_px, "pixels >= 0 (0: the fitted ellipse is not snapped to the skull's edge)")
+        self.image_key = image_key
+        self.edge_search_px = search
+
+    def _image(self, d: Mapping[Hashable, object], shape: tuple[int, ...]) -> np.ndarray:
+        """The image under ``image_key`` in the mask's layout."""
+        if self.image_key not in d:
+            raise ValueError(f"HeadEllipsed: no '{self.image_key}' in the item to snap the ellipse to (copy the image as read there)")
+        image = np.asarray(torch.as_tensor(d[self.image_key]).cpu(), dtype=np.float32)
+        image = image[0] if image.ndim == 3 else image
+        if image.shape != shape:
+            raise ValueError(f"HeadEllipsed: '{self.image_key}' is {image.shape}, the mask {shape}: give the image as read, before framing")
+        return image
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -186,6 +222,9 @@ class HeadEllipsed(MapTransform):
             d[PREDICTION_QUALITY_KEY] = measured.quality
             if measured.flagged or searched_of(self.inferer):
                 continue
-            ellipse = ellipse_to_mask(measured.biometry.ellipse, mask.shape).astype(array.dtype)
+            ellipse = measured.biometry.ellipse
+            if self.image_key is not None and self.edge_search_px > 0:
+                ellipse = snap_to_skull_edge(self._image(d, mask.shape), ellipse, self.edge_search_px)
+            ellipse = ellipse_to_mask(ellipse, mask.shape).astype(array.dtype)
             d[key] = convert_to_dst_type(ellipse.reshape(array.shape), dst=d[key])[0]
         return d

@@ -1,0 +1,81 @@
+"""An ellipse snapped to the outer edge of the skull in the image: the edge HC18's outlines trace.
+
+The network's mask comes from a 256 x 256 frame, so its edge is placed to about one frame pixel (about
+three pixels of an HC18 image, 0.5 mm, or 3 mm of head circumference). The skull is a bright ring, and
+HC18's outlines run along its outer side: averaged over the 60 ``hc18_subset`` images, the intensity
+across the reference outline peaks 6 pixels inside it and falls most steeply at the outline itself.
+:func:`snap_to_skull_edge` looks along the normals of a fitted ellipse for that steepest bright-to-dark
+step outside the ring's peak, and fits a new ellipse to the steps found.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from monai_fetal.shape.ellipse import Ellipse, fit_ellipse_to_points
+
+__all__ = ["EDGE_SEARCH_PX", "snap_to_skull_edge"]
+
+EDGE_SEARCH_PX = 8.0
+"""How far along each normal, in and out, the edge is looked for (pixels of the image as read).
+
+Chosen on the 150 ``hc18_subset`` images that the 5-shot models of seeds 0/1/2 never trained on (no
+protocol test image), with the options below: mean abs. HC error of ground-truth-box masks 2.47 -> 2.11 mm,
+of the no-box heads ``segment`` trusts 4.08 -> 2.84 mm (58 heads). 6 px: 2.10 / 3.25 mm; 10 px: 2.26 / 2.68 mm.
+"""
+_NORMALS = 180
+_NEIGHBOURS = 5  # profiles averaged over this many neighbouring normals (speckle)
+_SIGMA = 1.5  # Gaussian smoothing of the image, pixels
+_STEP = 0.5  # sampling step along a normal, pixels
+_KEEP_MADS = 3.0  # steps further than this many median absolute deviations from the median offset are outliers
+_MIN_STRENGTH = 0.25  # steps weaker than this share of the median step are dropped
+_MIN_POINTS = 20
+
+
+def _boundary_and_normals(ellipse: Ellipse, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` points ``(x, y)`` on ``ellipse`` and its outward unit normals ``(nx, ny)`` there."""
+    t = np.linspace(0.0, 2.0 * math.pi, count, endpoint=False)
+    cos, sin = math.cos(ellipse.theta), math.sin(ellipse.theta)
+    u, v = ellipse.a * np.cos(t), ellipse.b * np.sin(t)
+    x, y = ellipse.cx + u * cos - v * sin, ellipse.cy + u * sin + v * cos
+    du, dv = np.cos(t) / ellipse.a, np.sin(t) / ellipse.b  # gradient of the implicit equation, in the ellipse's axes
+    nx, ny = du * cos - dv * sin, du * sin + dv * cos
+    norm = np.hypot(nx, ny)
+    return x, y, nx / norm, ny / norm
+
+
+def snap_to_skull_edge(image: np.ndarray, ellipse: Ellipse, search_px: float = EDGE_SEARCH_PX) -> Ellipse:
+    """``ellipse`` refitted to the outer edge of the skull in ``image`` (rows, cols; any intensity scale).
+
+    Along each of 180 outward normals, within ``search_px`` pixels of the ellipse, the edge is the steepest
+    fall of the smoothed intensity outside the brightest point of the inner part of the profile. Steps
+    that are weak or far from the others' median offset are dropped, and an ellipse is fitted to the rest.
+
+    Returns:
+        The refitted ellipse; ``ellipse`` itself when ``search_px`` is 0 or fewer than 20 steps remain.
+    """
+    if search_px <= 0:
+        return ellipse
+    smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), _SIGMA)
+    x, y, nx, ny = _boundary_and_normals(ellipse, _NORMALS)
+    offsets = np.arange(-search_px, search_px + _STEP / 2, _STEP)
+    coords = [y[:, None] + offsets * ny[:, None], x[:, None] + offsets * nx[:, None]]
+    profiles = ndimage.map_coordinates(smooth, coords, order=1, mode="nearest")
+    profiles = ndimage.uniform_filter1d(profiles, _NEIGHBOURS, axis=0, mode="wrap")
+    slopes = np.gradient(profiles, axis=1)
+    peak = np.argmax(np.where(offsets <= search_px / 2, profiles, -np.inf), axis=1)
+    slopes = np.where(np.arange(len(offsets)) >= peak[:, None], slopes, np.inf)
+    step = np.argmin(slopes, axis=1)
+    offset, strength = offsets[step], -slopes[np.arange(_NORMALS), step]
+    median = np.median(offset)
+    spread = np.median(np.abs(offset - median)) + _STEP
+    kept = (np.abs(offset - median) < _KEEP_MADS * spread) & (strength > _MIN_STRENGTH * np.median(strength))
+    if kept.sum() < _MIN_POINTS:
+        return ellipse
+    try:
+        return fit_ellipse_to_points(x[kept] + offset[kept] * nx[kept], y[kept] + offset[kept] * ny[kept])
+    except ValueError:
+        return ellipse
