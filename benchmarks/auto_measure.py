@@ -189,7 +189,7 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndar
     ``dice_ellipse`` is the Dice of the prediction's filled fitted ellipse (the HC18 reference masks are
     ellipses): what the fitted ellipse as the final mask would score; the HC is the ellipse's either way.
     ``hc_error_snapped_mm`` is the HC error of that ellipse snapped to the skull's outer edge in ``image``
-    (:func:`~monai_fetal.shape.edge.snap_to_skull_edge`), which ``segment`` measures for the heads it trusts.
+    (:func:`~monai_fetal.shape.edge.snap_to_skull_edge`): what ``segment`` measures.
     """
     from monai.metrics import compute_dice, compute_hausdorff_distance
 
@@ -234,8 +234,7 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
     hd95 = np.array([r["hd95"] for r in rows])
     fail = dice < DICE_FAIL
     hc_error = np.array([r["hc_error_mm"] for r in rows])
-    snapped = np.array([r["hc_error_snapped_mm"] for r in rows])
-    segment_hc_error = np.where(flagged, hc_error, snapped)  # segment snaps the ellipses of the heads it trusts
+    snapped = np.array([r["hc_error_snapped_mm"] for r in rows])  # what segment measures
     return {
         "images": len(rows),
         "dice_mean": float(dice.mean()),
@@ -245,9 +244,8 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
         "hc_error_mm_mean": float(hc_error.mean()),
         "hc_error_mm_median": float(np.median(hc_error)),
         "hc_error_snapped_mm_mean": float(snapped.mean()),
-        "hc_error_segment_mm_mean": float(segment_hc_error.mean()),
         "hc_error_unflagged_mm_mean": float(hc_error[~flagged].mean()) if (~flagged).any() else None,
-        "hc_error_segment_unflagged_mm_mean": float(segment_hc_error[~flagged].mean()) if (~flagged).any() else None,
+        "hc_error_snapped_unflagged_mm_mean": float(snapped[~flagged].mean()) if (~flagged).any() else None,
         "share_dice_below_090": float(fail.mean()),
         "flagged": int(flagged.sum()),
         "unflagged_failures": int((fail & ~flagged).sum()),

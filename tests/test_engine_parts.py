@@ -370,32 +370,53 @@ def test_flag_below_sets_which_heads_are_flagged_and_keep_their_mask_and_a_bad_v
             transform(keys="pred", flag_below=bad)
 
 
-def test_a_trusted_heads_ellipse_is_snapped_to_the_skull_edge_in_the_image_as_read() -> None:
-    """The network's mask 4 % small inside a drawn skull: the written ellipse follows the skull's outer edge."""
-    from monai_fetal.engines.head_measure import HeadEllipsed
+def test_heads_are_measured_on_the_skull_edge_and_only_trusted_ones_are_written_as_the_snapped_ellipse() -> None:
+    """The network's mask 4 % small inside a drawn skull: a trusted head is written and measured as the ellipse on
+    the skull's outer edge (snapped once); a flagged head keeps its mask, and its measure is snapped too."""
+    from monai.data import MetaTensor
+
+    from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
     from monai_fetal.errors import ConfigError
     from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
+    from monai_fetal.shape.measure import measure_head
 
     skull = Ellipse(cx=150.0, cy=110.0, a=90.0, b=70.0, theta=-0.4)
     brain = Ellipse(skull.cx, skull.cy, skull.a - 7, skull.b - 7, skull.theta)
     outer, inner = ellipse_to_mask(skull, (220, 300)), ellipse_to_mask(brain, (220, 300))
     image = torch.from_numpy(30.0 + 170.0 * (outer - inner) + 20.0 * inner).float()[None]
     small = ellipse_to_mask(Ellipse(skull.cx, skull.cy, 0.96 * skull.a, 0.96 * skull.b, skull.theta), (220, 300))
-    item = {"pred": torch.from_numpy(small).float()[None], "image_as_read": image}
-    snap = HeadEllipsed(keys="pred", inferer=_LastIou(0.99), image_key="image_as_read")
-    snapped = fit_ellipse_to_mask(snap(item)["pred"][0].numpy())
-    assert abs(snapped.circumference() - skull.circumference()) < 0.01 * skull.circumference() < abs(
-        fit_ellipse_to_mask(small).circumference() - skull.circumference()
-    )
-    unsnapped = HeadEllipsed(keys="pred", inferer=_LastIou(0.99), image_key="image_as_read", edge_search_px=0)(item)["pred"]
+    item = {
+        "pred": torch.from_numpy(small).float()[None],
+        "image_as_read": image,
+        "image": MetaTensor(torch.zeros(1, 256, 256), meta={"filename_or_obj": "scan.png"}),
+        "spacing": math.nan,
+    }
+
+    def on_skull(circumference: float) -> bool:
+        return abs(circumference - skull.circumference()) < 0.01 * skull.circumference()
+
+    assert not on_skull(fit_ellipse_to_mask(small).circumference())
+    for iou, flagged in ((0.99, False), (0.5, True)):
+        ellipsed = HeadEllipsed(keys="pred", inferer=_LastIou(iou), edge_image_key="image_as_read")(item)
+        written = ellipsed["pred"][0].numpy()
+        measured = MeasureHeadd(keys="pred", inferer=_LastIou(iou), edge_image_key="image_as_read")({**ellipsed, "pred": ellipsed["pred"][0]})
+        head = measured["measurement"]
+        assert head.flagged is flagged and on_skull(head.biometry.hc), (iou, head.biometry.hc)
+        if flagged:
+            assert np.array_equal(written, small)
+        else:  # the written ellipse is what is measured, not snapped a second time
+            assert on_skull(fit_ellipse_to_mask(written).circumference())
+            assert head.biometry.hc == measure_head(written.T > 0).biometry.hc
+    unsnapped = HeadEllipsed(keys="pred", inferer=_LastIou(0.99), edge_image_key="image_as_read", edge_search_px=0)(item)["pred"]
     assert np.array_equal(unsnapped[0].numpy(), ellipse_to_mask(fit_ellipse_to_mask(small), small.shape))
+    snap = HeadEllipsed(keys="pred", inferer=_LastIou(0.99), edge_image_key="image_as_read")
     with pytest.raises(ValueError, match="image_as_read"):
         snap({"pred": item["pred"]})
     with pytest.raises(ValueError, match="before framing"):
         snap({**item, "image_as_read": torch.zeros(1, 256, 256)})
-    for bad in (-1.0, "far", math.inf):
+    for transform, bad in itertools.product((HeadEllipsed, MeasureHeadd), (-1.0, "far", math.inf)):
         with pytest.raises(ConfigError, match="edge_search_px"):
-            HeadEllipsed(keys="pred", edge_search_px=bad)
+            transform(keys="pred", edge_search_px=bad)
 
 
 def test_a_head_the_automatic_prompt_had_to_search_is_flagged_and_keeps_its_mask() -> None:

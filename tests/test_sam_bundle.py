@@ -67,14 +67,16 @@ def test_flag_below_reaches_both_measuring_transforms_and_defaults_to_the_packag
 
 @pytest.mark.parametrize("configs", ["inference.json", EVALUATE_CONFIGS])
 def test_the_ellipse_is_snapped_to_the_image_as_read_by_default(configs):
-    """Both configs copy the image before framing, and HeadEllipsed snaps to it with the package's search width."""
+    """Both configs copy the image before framing, and the measuring transforms snap to it with the package's
+    search width (evaluate.json measures no rows: it has HeadEllipsed only)."""
     from monai_fetal.bundles import read_bundle_config
-    from monai_fetal.engines.head_measure import HeadEllipsed
+    from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
     from monai_fetal.shape.edge import EDGE_SEARCH_PX
 
     parser = read_bundle_config("fetal_head_sam", configs, {})
-    (ellipsed,) = [t for t in parser.get_parsed_content("postprocessing").transforms if isinstance(t, HeadEllipsed)]
-    assert (ellipsed.image_key, ellipsed.edge_search_px) == ("image_as_read", EDGE_SEARCH_PX)
+    measuring = [t for t in parser.get_parsed_content("postprocessing").transforms if isinstance(t, (HeadEllipsed, MeasureHeadd))]
+    assert [type(t) for t in measuring] == [HeadEllipsed] + ([MeasureHeadd] if configs == "inference.json" else [])
+    assert {(t.edge_image_key, t.edge_search_px) for t in measuring} == {("image_as_read", EDGE_SEARCH_PX)}
     loaded, copied = parser.get_parsed_content("preprocessing").transforms[:2]
     assert type(loaded).__name__ == "LoadGreyscaled" and copied.names == ("image_as_read",)
 

@@ -24,11 +24,20 @@ from monai.utils import convert_to_dst_type
 
 from monai_fetal.engines.segment import spacing_of
 from monai_fetal.errors import ConfigError
-from monai_fetal.shape.edge import EDGE_SEARCH_PX, snap_to_skull_edge
+from monai_fetal.shape.edge import EDGE_SEARCH_PX
 from monai_fetal.shape.ellipse import ellipse_to_mask
 from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, Quality, measure_head
 
-__all__ = ["PREDICTION_QUALITY_KEY", "HeadEllipsed", "MeasureHeadd", "checked_flag_below", "result_params", "sam_iou_of", "searched_of"]
+__all__ = [
+    "PREDICTION_QUALITY_KEY",
+    "HeadEllipsed",
+    "MeasureHeadd",
+    "checked_edge_search_px",
+    "checked_flag_below",
+    "result_params",
+    "sam_iou_of",
+    "searched_of",
+]
 
 PREDICTION_QUALITY_KEY = "prediction_quality"  # HeadEllipsed's quality of the network's own mask
 
@@ -73,6 +82,29 @@ def checked_flag_below(flag_below: float) -> float:
     return value
 
 
+def checked_edge_search_px(edge_search_px: float) -> float:
+    """``edge_search_px`` as a float >= 0 (0: no snapping to the skull's edge).
+
+    Raises:
+        ConfigError: a negative, infinite or non-numeric value.
+    """
+    value = _number_or_nan(edge_search_px)
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ConfigError("edge_search_px", edge_search_px, "pixels >= 0 (0: the fitted ellipse is not snapped to the skull's edge)")
+    return value
+
+
+def _edge_image(d: Mapping[Hashable, object], key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The image as read under ``key``, 2-D in MONAI's ``[W, H]`` layout, checked against the mask's ``shape``."""
+    if key not in d:
+        raise ValueError(f"no '{key}' in the item to snap the head's ellipse to (copy the image as read there)")
+    image = np.asarray(torch.as_tensor(d[key]).cpu(), dtype=np.float32)
+    image = image[0] if image.ndim == 3 else image
+    if image.shape != shape:
+        raise ValueError(f"'{key}' is {image.shape}, the mask {shape}: give the image as read, before framing")
+    return image
+
+
 def result_params(measured: HeadMeasurement, spacing_source: str, flag_below: float) -> dict[str, object]:
     """The ``measurements.csv`` fields of ``measured`` as JSON values (``None`` where unknown), the
     quality terms, where the pixel size came from and the flagging threshold."""
@@ -103,6 +135,14 @@ class MeasureHeadd(MapTransform):
         measurement_key: where the :class:`HeadMeasurement` goes.
         result_key: where the JSON-ready values go (MONAI Label's result parameters: ``result``).
         flag_below: quality under which a head is flagged for review.
+        edge_image_key: the image as read (the mask's size): the measured ellipse of a head whose mask is the
+            network's own (flagged, or without :class:`HeadEllipsed`) is snapped to the skull's outer edge
+            in it, as :class:`HeadEllipsed` snaps a trusted head's; ``None``: the fitted ellipse as it is.
+        edge_search_px: how far from the fitted ellipse the edge is looked for, in pixels (0: no snapping).
+
+    Raises:
+        ConfigError: a bad ``flag_below`` or ``edge_search_px``.
+        ValueError: the image under ``edge_image_key`` is missing or not the mask's size.
     """
 
     def __init__(
@@ -114,6 +154,8 @@ class MeasureHeadd(MapTransform):
         measurement_key: str = "measurement",
         result_key: str = "result",
         flag_below: float = FLAG_BELOW,
+        edge_image_key: str | None = None,
+        edge_search_px: float = EDGE_SEARCH_PX,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -121,6 +163,8 @@ class MeasureHeadd(MapTransform):
         self.image_key, self.spacing_key = image_key, spacing_key
         self.measurement_key, self.result_key = measurement_key, result_key
         self.flag_below = checked_flag_below(flag_below)
+        self.edge_image_key = edge_image_key
+        self.edge_search_px = checked_edge_search_px(edge_search_px)
 
     def _spacing(self, d: Mapping[Hashable, object], path: Path) -> tuple[float | None, str]:
         if self.spacing_key not in d:
@@ -145,11 +189,13 @@ class MeasureHeadd(MapTransform):
         for key in self.key_iterator(d):
             mask = np.asarray(torch.as_tensor(d[key]).cpu()).T > 0  # [W, H] -> (rows, cols)
             spacing, source = self._spacing(d, path)
-            measured = measure_head(mask, spacing, sam_iou_of(self.inferer), reduction, self.flag_below)
-            quality = d.get(PREDICTION_QUALITY_KEY)
-            if isinstance(quality, Quality):  # the mask is HeadEllipsed's ellipse: score the network's mask
+            quality, searched = d.get(PREDICTION_QUALITY_KEY), searched_of(self.inferer)
+            ellipsed = isinstance(quality, Quality) and quality.score >= self.flag_below and not searched  # snapped already
+            edge = None if ellipsed or self.edge_image_key is None else _edge_image(d, self.edge_image_key, mask.T.shape).T
+            measured = measure_head(mask, spacing, sam_iou_of(self.inferer), reduction, self.flag_below, edge, self.edge_search_px)
+            if isinstance(quality, Quality):  # the mask went through HeadEllipsed: score the network's mask
                 measured = dataclasses.replace(measured, quality=quality, flagged=measured.biometry is None or quality.score < self.flag_below)
-            if searched_of(self.inferer):
+            if searched:
                 measured = dataclasses.replace(measured, flagged=True)
             d[self.measurement_key] = measured
             d[self.result_key] = result_params(measured, source, self.flag_below)
@@ -165,7 +211,7 @@ class HeadEllipsed(MapTransform):
     outline that is measured. A flagged head keeps the network's mask, which shows a reviewer what went
     wrong. On 213 HC18 test images the ellipse raised the Dice of ground-truth-box masks on 200 images
     (``benchmarks/auto_measure.py``, ``dice_ellipse``).
-    With ``image_key``, the ellipse is first snapped to the outer edge of the skull in that image (the
+    With ``edge_image_key``, the ellipse is first snapped to the outer edge of the skull in that image (the
     image as read, at the mask's size; :func:`~monai_fetal.shape.edge.snap_to_skull_edge`), the edge
     HC18's outlines trace: the network's edge is only as fine as its 256 x 256 frame.
     The type, dtype, shape (``[1, W, H]`` or ``[W, H]``) and metadata of the input are kept. The quality of
@@ -176,13 +222,13 @@ class HeadEllipsed(MapTransform):
         keys: prediction keys (binary masks, non-zero = head).
         inferer: the inference's :class:`~monai_fetal.engines.SamInferer` (``None``: IoU term 1).
         flag_below: quality under which a head is flagged and keeps its mask.
-        image_key: the image as read (``[1, W, H]`` or ``[W, H]``, the mask's size) whose skull edge the
+        edge_image_key: the image as read (``[1, W, H]`` or ``[W, H]``, the mask's size) whose skull edge the
             ellipse is snapped to; ``None``: the fitted ellipse as it is.
         edge_search_px: how far from the fitted ellipse the edge is looked for, in pixels (0: no snapping).
 
     Raises:
-        ConfigError: a negative ``edge_search_px``.
-        ValueError: the image under ``image_key`` is missing or not the mask's size.
+        ConfigError: a bad ``flag_below`` or ``edge_search_px``.
+        ValueError: the image under ``edge_image_key`` is missing or not the mask's size.
     """
 
     def __init__(
@@ -190,41 +236,26 @@ class HeadEllipsed(MapTransform):
         keys: KeysCollection = "pred",
         inferer: object | None = None,
         flag_below: float = FLAG_BELOW,
-        image_key: str | None = None,
+        edge_image_key: str | None = None,
         edge_search_px: float = EDGE_SEARCH_PX,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.inferer = inferer
         self.flag_below = checked_flag_below(flag_below)
-        search = _number_or_nan(edge_search_px)
-        if not (math.isfinite(search) and search >= 0.0):
-            raise ConfigError("edge_search_px", edge_search_px, "pixels >= 0 (0: the fitted ellipse is not snapped to the skull's edge)")
-        self.image_key = image_key
-        self.edge_search_px = search
-
-    def _image(self, d: Mapping[Hashable, object], shape: tuple[int, ...]) -> np.ndarray:
-        """The image under ``image_key`` in the mask's layout."""
-        if self.image_key not in d:
-            raise ValueError(f"HeadEllipsed: no '{self.image_key}' in the item to snap the ellipse to (copy the image as read there)")
-        image = np.asarray(torch.as_tensor(d[self.image_key]).cpu(), dtype=np.float32)
-        image = image[0] if image.ndim == 3 else image
-        if image.shape != shape:
-            raise ValueError(f"HeadEllipsed: '{self.image_key}' is {image.shape}, the mask {shape}: give the image as read, before framing")
-        return image
+        self.edge_image_key = edge_image_key
+        self.edge_search_px = checked_edge_search_px(edge_search_px)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
             array = np.asarray(torch.as_tensor(d[key]).cpu())
             mask = (array[0] if array.ndim == 3 else array) > 0
-            measured = measure_head(mask, None, sam_iou_of(self.inferer), 1, self.flag_below)
+            edge = None if self.edge_image_key is None else _edge_image(d, self.edge_image_key, mask.shape)
+            measured = measure_head(mask, None, sam_iou_of(self.inferer), 1, self.flag_below, edge, self.edge_search_px)
             d[PREDICTION_QUALITY_KEY] = measured.quality
             if measured.flagged or searched_of(self.inferer):
                 continue
-            ellipse = measured.biometry.ellipse
-            if self.image_key is not None and self.edge_search_px > 0:
-                ellipse = snap_to_skull_edge(self._image(d, mask.shape), ellipse, self.edge_search_px)
-            ellipse = ellipse_to_mask(ellipse, mask.shape).astype(array.dtype)
+            ellipse = ellipse_to_mask(measured.biometry.ellipse, mask.shape).astype(array.dtype)
             d[key] = convert_to_dst_type(ellipse.reshape(array.shape), dst=d[key])[0]
         return d

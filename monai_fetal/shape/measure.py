@@ -1,4 +1,5 @@
-"""One segmented head measured: HC, BPD and OFD of its fitted ellipse, and a quality score that predicts failure.
+"""One segmented head measured: HC, BPD and OFD of its fitted ellipse (snapped to the skull's outer edge when the
+image is given), and a quality score that predicts failure.
 
 The quality score is a product of terms in [0, 1], each low where a mask is known to go wrong:
 
@@ -21,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from monai_fetal.shape.biometry import Biometry, biometry_from_ellipse
+from monai_fetal.shape.edge import EDGE_SEARCH_PX, snap_to_skull_edge
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
 
 __all__ = ["COLUMNS", "FLAG_BELOW", "HeadMeasurement", "Quality", "measure_head"]
@@ -133,6 +135,8 @@ def measure_head(
     sam_iou: float | None = None,
     reduction: int = 1,
     flag_below: float = FLAG_BELOW,
+    image: np.ndarray | None = None,
+    edge_search_px: float = EDGE_SEARCH_PX,
 ) -> HeadMeasurement:
     """Measure the head in a predicted mask ``(rows, cols)`` and score how far the measure can be trusted.
 
@@ -142,6 +146,10 @@ def measure_head(
         sam_iou: SAM's IoU estimate of the mask, if known.
         reduction: the factor the image was reduced by on read; measures are in original pixels.
         flag_below: quality under which a row is flagged.
+        image: the image as read (the mask's size and layout): the measured ellipse is the mask's fitted
+            ellipse snapped to the skull's outer edge in it (:func:`~monai_fetal.shape.edge.snap_to_skull_edge`);
+            ``None``: the fitted ellipse as it is. The quality scores the mask and its fitted ellipse either way.
+        edge_search_px: how far from the fitted ellipse the edge is looked for (0: no snapping).
     """
     labels, count = ndimage.label(np.asarray(mask) > 0)
     if count == 0:
@@ -160,5 +168,7 @@ def measure_head(
         shape=_ramp(ratio, AXIS_RATIO_MIN - 0.15, AXIS_RATIO_MIN),
         inside=_ramp(_border_share(head, ellipse), 0.30, 0.05),  # reference heads touch the border by up to 4 %
     )
+    if image is not None:
+        ellipse = snap_to_skull_edge(image, ellipse, edge_search_px)
     biometry = biometry_from_ellipse(_scaled(ellipse, reduction), spacing)
     return HeadMeasurement(biometry, quality, quality.score < flag_below)
