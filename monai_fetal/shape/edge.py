@@ -24,7 +24,8 @@ EDGE_SEARCH_PX = 8.0
 
 Chosen on the 150 ``hc18_subset`` images that the 5-shot models of seeds 0/1/2 never trained on (no
 protocol test image), with the options below: mean abs. HC error of ground-truth-box masks 2.47 -> 2.11 mm,
-of the no-box heads ``segment`` trusts 4.08 -> 2.84 mm (58 heads). 6 px: 2.10 / 3.25 mm; 10 px: 2.26 / 2.68 mm.
+of the no-box heads ``segment`` trusts 4.08 -> 2.84 mm (58 heads); 10 px: 2.26 / 2.68 mm. Without the averaging over
+neighbouring normals and the step outside the peak: 6 px 2.10 / 3.25 mm, 8 px 2.14 / 3.09 mm.
 """
 _NORMALS = 180
 _NEIGHBOURS = 5  # profiles averaged over this many neighbouring normals (speckle)
