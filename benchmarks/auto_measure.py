@@ -188,14 +188,14 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndar
 
     ``dice_ellipse`` is the Dice of the prediction's filled fitted ellipse (the HC18 reference masks are
     ellipses): what the fitted ellipse as the final mask would score; the HC is the ellipse's either way.
-    ``hc_error_snapped_mm`` is the HC error of that ellipse snapped to the skull's outer edge in ``image``
-    (:func:`~monai_fetal.shape.edge.snap_to_skull_edge`): what ``segment`` measures.
+    ``hc_error_snapped_mm`` is the HC error of what ``segment`` measures: :func:`~monai_fetal.shape.measure.measure_head`
+    with the image, the fitted ellipse snapped to the skull's outer edge.
     """
     from monai.metrics import compute_dice, compute_hausdorff_distance
 
     from monai_fetal.shape.biometry import biometry_from_ellipse
-    from monai_fetal.shape.edge import snap_to_skull_edge
     from monai_fetal.shape.ellipse import ellipse_to_mask, fit_ellipse_to_mask
+    from monai_fetal.shape.measure import measure_head
 
     def dice_of(mask: np.ndarray) -> float:
         return float(compute_dice(torch.as_tensor(mask[None, None]).float(), y, ignore_empty=False)[0, 0])
@@ -206,10 +206,11 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndar
     try:
         ellipse = fit_ellipse_to_mask(pred)
     except ValueError:
-        hc_mm, hc_snapped_mm, dice_ellipse = 0.0, 0.0, dice
+        hc_mm, dice_ellipse = 0.0, dice
     else:
         hc_mm, dice_ellipse = biometry_from_ellipse(ellipse, item["spacing"]).hc_mm, dice_of(ellipse_to_mask(ellipse, pred.shape))
-        hc_snapped_mm = biometry_from_ellipse(snap_to_skull_edge(image, ellipse), item["spacing"]).hc_mm
+    measured = measure_head(pred, item["spacing"], image=image).biometry
+    hc_snapped_mm = 0.0 if measured is None else measured.hc_mm
     return {
         "id": item["id"],
         "dice": dice,
