@@ -203,3 +203,21 @@ def test_the_sub_box_search_cuts_a_leak_down_to_the_head():
         AutoBoxPrompt(search_below=1.5)
     with pytest.raises(ValueError, match="search_scales"):
         AutoBoxPrompt(search_below=0.9, search_scales=(0.5, 1.2))
+
+
+def test_the_skull_ring_redraws_the_box_of_a_mask_that_stopped_short_on_the_skull():
+    """The decoder returns a head 1/1.2 of the skull's size; with ``skull_ring`` the box is the skull ring's, as a ground-truth box would be."""
+    skull = ellipse_to_mask(HEAD, (SIZE, SIZE)) > 0
+    inner = ellipse_to_mask(Ellipse(HEAD.cx, HEAD.cy, HEAD.a - 4.0, HEAD.b - 4.0, HEAD.theta), (SIZE, SIZE)) > 0
+    image = _image()
+    image[:, :, torch.as_tensor(skull & ~inner)] = 0.9  # a bright skull ring, 4 px thick, in the grey field of view
+    short = ellipse_to_mask(Ellipse(HEAD.cx, HEAD.cy, HEAD.a / 1.2, HEAD.b / 1.2, HEAD.theta), (SIZE, SIZE)).astype(bool)
+    plain = _StandInSam(short)
+    unchanged = AutoBoxPrompt(refinements=1, margin=0.0)(plain, image)
+    assert torch.allclose(unchanged[0], box_from_mask(short))
+    network = _StandInSam(short)
+    redrawn = AutoBoxPrompt(refinements=1, margin=0.0, skull_ring=True)(network, image)
+    assert torch.allclose(redrawn[0], ellipse_box(HEAD), atol=2.0), redrawn
+    assert len(network.boxes) == len(plain.boxes) + 1  # one more decode: the mask the ring is found around
+    with pytest.raises(ValueError, match="skull_ring"):
+        AutoBoxPrompt(skull_ring="yes")

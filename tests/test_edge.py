@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_fetal.shape.edge import snap_to_skull_edge
+from monai_fetal.shape.edge import find_skull_ring, snap_to_skull_edge
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_outline
 
 SKULL = Ellipse(cx=200.0, cy=150.0, a=120.0, b=90.0, theta=0.3)  # the skull's outer edge
@@ -59,3 +59,13 @@ def test_snapping_hc18_heads_that_are_3_percent_small_restores_the_published_hc(
     means = {key: float(np.mean(values)) for key, values in errors.items()}
     assert len(rows) == 60 and means["small"] > 5.0
     assert means["snapped"] < 2.5 and means["reference_snapped"] < 1.5, means
+
+
+def test_a_mask_ellipse_that_stopped_short_and_off_centre_is_moved_onto_the_skull_ring() -> None:
+    """A head mask 1/1.2 of the skull's size, its centre a tenth of its axis to the left, lies on the ring after the search."""
+    image = _ultrasound_ring() / 400.0
+    start = dataclasses.replace(_scaled(SKULL, 1 / 1.2), cx=SKULL.cx - 0.1 * SKULL.a / 1.2)
+    ring = find_skull_ring(image, start)
+    assert abs(ring.circumference() - SKULL.circumference()) < 0.02 * SKULL.circumference(), ring
+    assert abs(ring.cx - SKULL.cx) < 2.0 and abs(ring.cy - SKULL.cy) < 2.0
+    assert find_skull_ring(np.full((300, 400), 0.4), start) == start  # a flat image has no ring to move to
