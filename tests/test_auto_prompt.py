@@ -206,7 +206,7 @@ def test_the_sub_box_search_cuts_a_leak_down_to_the_head():
 
 
 def test_the_skull_ring_redraws_the_box_of_a_mask_that_stopped_short_on_the_skull():
-    """The decoder returns a head 1/1.2 of the skull's size; with ``skull_ring`` the box is the skull ring's, as a ground-truth box would be."""
+    """The decoder returns a head 1/1.2 of the skull's size; below ``ring_below`` the box is the skull ring's, as a ground-truth box would be."""
     skull = ellipse_to_mask(HEAD, (SIZE, SIZE)) > 0
     inner = ellipse_to_mask(Ellipse(HEAD.cx, HEAD.cy, HEAD.a - 4.0, HEAD.b - 4.0, HEAD.theta), (SIZE, SIZE)) > 0
     image = _image()
@@ -216,8 +216,12 @@ def test_the_skull_ring_redraws_the_box_of_a_mask_that_stopped_short_on_the_skul
     unchanged = AutoBoxPrompt(refinements=1, margin=0.0)(plain, image)
     assert torch.allclose(unchanged[0], box_from_mask(short))
     network = _StandInSam(short)
-    redrawn = AutoBoxPrompt(refinements=1, margin=0.0, skull_ring=True)(network, image)
+    redrawn = AutoBoxPrompt(refinements=1, margin=0.0, ring_below=0.95)(network, image)  # quality 0.9 x ~1
     assert torch.allclose(redrawn[0], ellipse_box(HEAD), atol=2.0), redrawn
     assert len(network.boxes) == len(plain.boxes) + 1  # one more decode: the mask the ring is found around
-    with pytest.raises(ValueError, match="skull_ring"):
-        AutoBoxPrompt(skull_ring="yes")
+    confident = _StandInSam(short)
+    kept = AutoBoxPrompt(refinements=1, margin=0.0, ring_below=0.85)(confident, image)
+    assert torch.equal(kept, unchanged) and len(confident.boxes) == len(plain.boxes)  # a confident head keeps its box
+    for bad in (1.5, -0.1, True, "0.9"):
+        with pytest.raises(ValueError, match="ring_below"):
+            AutoBoxPrompt(ring_below=bad)
