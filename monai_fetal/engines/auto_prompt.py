@@ -136,7 +136,7 @@ class AutoBoxPrompt:
             failures of a 1-shot model unflagged instead of 3.
         search_scales: side fractions of the sub-boxes.
         ring_below: an image whose quality after steps 1-3 is below this has its final box redrawn on the skull
-            ring (step 5), at one decode and about 0.05 s more on 2 cores. 0 (the default here, used by training's
+            ring (step 5), at one decode and about 0.1 s more on 2 cores. 0 (the default here, used by training's
             validation and self-training) switches it off. The inference bundle uses 0.94 (its flag threshold),
             chosen on the ``hc18_subset`` images that the 5-shot models of seeds 0/1/2 never trained on (no
             protocol test image; rescue 0.9 and search 0.92 before it). Redrawing every image's box: no-box Dice
