@@ -145,7 +145,7 @@ class AutoBoxPrompt:
             0.9165, 54 -> 38. Below 0.94 only: 0.9170 and 39, below 0.96 0.9166 and 38, the searched heads alone
             (below 0.92) 0.9155 and 44. Most of the gain is in heads whose mask leaked or stopped short of the
             skull; a box drawn on the ring, like the ground-truth box, holds the whole head and nothing else. A
-            confident head gains nothing from it, and a brighter ring nearby (the uterine wall) can pull its box
+            confident head gains nothing from it, and a brighter ring nearby can pull its box
             off the skull: on the protocol test set, redrawing every box turned some heads of Dice 0.97 into
             0.89 (``benchmarks/results/auto_measure_cpu_ring_all.json``). Keeping the ring's box only where its
             mask's quality was not lower gave 0.923 with 24 images under 0.90 (three models): the quality does
