@@ -87,7 +87,9 @@ def test_quality_is_the_iou_estimate_times_the_ellipse_agreement():
     network = _StandInSam(head, iou=0.8)
     boxes, quality = AutoBoxPrompt(refinements=0).prompt(network, _image())
     assert float(quality[0]) == pytest.approx(0.8 * ellipse_agreement(head), abs=1e-6)
-    assert torch.equal(AutoBoxPrompt(refinements=0)(network, _image()), boxes)  # __call__: the same boxes, no quality decode
+    result = AutoBoxPrompt(refinements=0).segment(network, _image())
+    assert torch.equal(result.boxes, boxes) and torch.equal(result.quality, quality)
+    assert torch.equal(result.logits, network.logits.expand(1, 1, SIZE, SIZE)) and torch.equal(result.iou, torch.tensor([[0.8]]))
 
 
 def test_bad_settings_are_refused():
@@ -118,6 +120,14 @@ def test_trained_locator_starts_from_the_region_that_holds_its_peak():
     assert len(network.boxes) == 2  # the start and one refinement: no field-of-view candidates
     assert torch.allclose(boxes[0], box_from_mask(ellipse_to_mask(HEAD, (SIZE, SIZE))))
     assert float(quality[0]) > 0.8
+
+
+def test_the_inferer_returns_the_masks_the_prompt_decoded_without_decoding_them_again():
+    network = _LocatedSam(ellipse_to_mask(HEAD, (SIZE, SIZE)).astype(bool))
+    inferer = SamInferer(prompt="auto", auto_prompt=AutoBoxPrompt(refinements=1, margin=0.0))
+    logits = inferer(_image(), network)
+    assert len(network.boxes) == 2  # the start and one refinement, whose mask is the output
+    assert torch.equal(logits, network.logits.expand(1, 1, SIZE, SIZE)) and torch.equal(inferer.last_iou, torch.tensor([[0.9]]))
 
 
 class _DecoySam(_LocatedSam):
@@ -183,12 +193,12 @@ def test_the_sub_box_search_cuts_a_leak_down_to_the_head():
     assert torch.equal(leaked[0], box_from_mask(network.leak))  # search off: the leak's box
     searched_network = _LeakySam()
     prompt_searched = AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.95)
-    searched, quality = prompt_searched.prompt(searched_network, _image())
+    searched, quality, _, _, was_searched = prompt_searched.segment(searched_network, _image())
     assert len(searched_network.boxes[-1]) == 18  # one batched decode of 9 sub-boxes at each of the two scales
     assert any(torch.equal(searched[0], box) for box in sub_boxes(leaked[0], (0.65, 0.8)))
     assert float(searched[0, 2]) <= 95  # a box that holds the head alone
     assert float(quality[0]) == pytest.approx(float(leak_quality[0]), abs=1e-6)  # the search changes the box, not the trust
-    assert searched_network.boxes[-1].shape == (18, 4) and bool(prompt_searched.last_searched[0])
+    assert searched_network.boxes[-1].shape == (18, 4) and bool(was_searched[0])
     inferer = SamInferer(prompt="box_or_auto", auto_prompt=prompt_searched)
     inferer(_image(), _LeakySam())
     assert bool(inferer.last_searched[0])  # what segment flags
@@ -197,8 +207,8 @@ def test_the_sub_box_search_cuts_a_leak_down_to_the_head():
     good = _LeakySam()
     good.leak = good.head  # every box decodes to the head: quality 0.9 * ~1 is not below 0.85, so no search
     unsearched = AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.85)
-    unsearched.prompt(good, _image())
-    assert all(len(boxes) <= 3 for boxes in good.boxes) and not bool(unsearched.last_searched[0])
+    assert not bool(unsearched.segment(good, _image()).searched[0])
+    assert all(len(boxes) <= 3 for boxes in good.boxes)
     with pytest.raises(ValueError, match="search_below"):
         AutoBoxPrompt(search_below=1.5)
     with pytest.raises(ValueError, match="search_scales"):
@@ -213,14 +223,14 @@ def test_the_skull_ring_redraws_the_box_of_a_mask_that_stopped_short_on_the_skul
     image[:, :, torch.as_tensor(skull & ~inner)] = 0.9  # a bright skull ring, 4 px thick, in the grey field of view
     short = ellipse_to_mask(Ellipse(HEAD.cx, HEAD.cy, HEAD.a / 1.2, HEAD.b / 1.2, HEAD.theta), (SIZE, SIZE)).astype(bool)
     plain = _StandInSam(short)
-    unchanged = AutoBoxPrompt(refinements=1, margin=0.0)(plain, image)
+    unchanged = AutoBoxPrompt(refinements=1, margin=0.0).prompt(plain, image)[0]
     assert torch.allclose(unchanged[0], box_from_mask(short))
     network = _StandInSam(short)
-    redrawn = AutoBoxPrompt(refinements=1, margin=0.0, ring_below=0.95)(network, image)  # quality 0.9 x ~1
-    assert torch.allclose(redrawn[0], ellipse_box(HEAD), atol=2.0), redrawn
-    assert len(network.boxes) == len(plain.boxes) + 1  # one more decode: the mask the ring is found around
+    redrawn = AutoBoxPrompt(refinements=1, margin=0.0, ring_below=0.95).segment(network, image)  # quality 0.9 x ~1
+    assert torch.allclose(redrawn.boxes[0], ellipse_box(HEAD), atol=2.0), redrawn.boxes
+    assert len(network.boxes) == len(plain.boxes) + 1 and torch.equal(network.boxes[-1][0], redrawn.boxes[0])  # the ring's box, decoded
     confident = _StandInSam(short)
-    kept = AutoBoxPrompt(refinements=1, margin=0.0, ring_below=0.85)(confident, image)
+    kept = AutoBoxPrompt(refinements=1, margin=0.0, ring_below=0.85).prompt(confident, image)[0]
     assert torch.equal(kept, unchanged) and len(confident.boxes) == len(plain.boxes)  # a confident head keeps its box
     for bad in (1.5, -0.1, True, "0.9"):
         with pytest.raises(ValueError, match="ring_below"):

@@ -19,6 +19,7 @@ the prompt.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from monai_fetal.shape.edge import find_skull_ring
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
 from monai_fetal.transforms.box import box_from_mask, field_of_view_box
 
-__all__ = ["AutoBoxPrompt", "ellipse_agreement", "ellipse_box", "mask_quality", "sub_boxes"]
+__all__ = ["AutoBoxPrompt", "AutoPromptResult", "ellipse_agreement", "ellipse_box", "mask_quality", "sub_boxes"]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -70,6 +71,31 @@ def sub_boxes(box: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
     return torch.cat([starts, starts + sizes], dim=1)
 
 
+class AutoPromptResult(NamedTuple):
+    """What :meth:`AutoBoxPrompt.segment` gives for a batch of ``B`` images in the SAM frame (size ``S``)."""
+
+    boxes: torch.Tensor
+    """``[B, 4]``: the prompt boxes, x0, y0, x1, y1 in the frame."""
+    quality: torch.Tensor
+    """``[B]`` in [0, 1]: see :meth:`AutoBoxPrompt.segment`."""
+    logits: torch.Tensor
+    """``[B, 1, S, S]``: the mask logits of ``boxes``, as ``network.decode`` gives them."""
+    iou: torch.Tensor
+    """``[B, 1]``: SAM's IoU estimate of those masks."""
+    searched: torch.Tensor
+    """``[B]`` bool: the images whose sub-boxes were searched (step 4), which ``segment`` flags."""
+
+
+class _Decoded(NamedTuple):
+    """One decoded box: the box (on the CPU), its mask logits ``[1, S, S]`` and IoU estimate ``[1]``, its mask and quality."""
+
+    box: torch.Tensor
+    logits: torch.Tensor
+    iou: torch.Tensor
+    mask: np.ndarray
+    quality: float
+
+
 def _widen(box: torch.Tensor, fraction: float, limit: torch.Tensor) -> torch.Tensor:
     size = torch.stack([box[2] - box[0], box[3] - box[1]]).repeat(2)
     wider = box + fraction * size * torch.tensor([-1.0, -1.0, 1.0, 1.0])
@@ -91,9 +117,9 @@ class AutoBoxPrompt:
     4. With a quality still below ``search_below``: each box of :func:`sub_boxes` of the kept box (sides
        ``search_scales`` of its sides, nine places each) is decoded once; the box of best quality is kept.
        The search changes the box, not the trust: the quality returned is the one before the search, and
-       ``last_searched`` tells which images were searched, so that ``segment`` flags them.
-    5. With a quality after steps 1-3 below ``ring_below``: the kept box is decoded, the ellipse fitted to its
-       mask is moved onto the skull's bright ring (:func:`~monai_fetal.shape.edge.find_skull_ring`, on the
+       the result's ``searched`` tells which images were searched, so that ``segment`` flags them.
+    5. With a quality after steps 1-3 below ``ring_below``: the ellipse fitted to the kept box's mask is
+       moved onto the skull's bright ring (:func:`~monai_fetal.shape.edge.find_skull_ring`, on the
        frame's image), and the box of that ellipse, widened by ``margin``, is returned. The quality returned
        stays that of step 3.
 
@@ -136,7 +162,7 @@ class AutoBoxPrompt:
             failures of a 1-shot model unflagged instead of 3.
         search_scales: side fractions of the sub-boxes.
         ring_below: an image whose quality after steps 1-3 is below this has its final box redrawn on the skull
-            ring (step 5), at one decode and about 0.1 s more on 2 cores. 0 (the default here, used by training's
+            ring (step 5), at about 0.1 s more on 2 cores (the ring search; the ring's box is decoded in place of the kept one). 0 (the default here, used by training's
             validation and self-training) switches it off. The inference bundle uses 0.94 (its flag threshold),
             chosen on the ``hc18_subset`` images that the 5-shot models of seeds 0/1/2 never trained on (no
             protocol test image; rescue 0.9 and search 0.92 before it). Redrawing every image's box: no-box Dice
@@ -185,7 +211,6 @@ class AutoBoxPrompt:
         self.search_below = search_below
         self.search_scales = tuple(search_scales)
         self.ring_below = ring_below
-        self.last_searched: torch.Tensor | None = None
 
     def _start_boxes(self, image: torch.Tensor) -> torch.Tensor:
         view = field_of_view_box(image)
@@ -234,66 +259,72 @@ class AutoBoxPrompt:
         boxes = [box_from_mask(looser)] if looser is not None else []
         return boxes + [self._field_of_view_box(network, image, embedding, limit)]
 
-    def _refined(self, network, embedding: torch.Tensor, box: torch.Tensor, limit: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The box after decoding ``box`` and ``refinements`` re-prompts, and its quality."""
-        logits, estimate = network.decode(embedding[None], box[None].to(embedding.device), return_iou=True)
-        mask, iou = (logits[0, 0] > 0).cpu().numpy(), float(estimate[0, 0])
-        for _ in range(self.refinements):
-            box = self._box_of(mask, box, limit)
-            logits, estimate = network.decode(embedding[None], box[None].to(embedding.device), return_iou=True)
-            mask, iou = (logits[0, 0] > 0).cpu().numpy(), float(estimate[0, 0])
-        return box, mask_quality(mask, iou)
-
-    def _searched(self, network, embedding: torch.Tensor, box: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
-        """Each sub-box of ``box`` (step 4) with the quality of its decoded mask."""
-        boxes = sub_boxes(box.cpu(), self.search_scales)
+    @staticmethod
+    def _decoded(network, embedding: torch.Tensor, boxes: torch.Tensor) -> list[_Decoded]:
+        """Each of ``boxes`` ``[N, 4]`` decoded on one image's ``embedding``, in one batched decode."""
         logits, estimates = network.decode(embedding.expand(len(boxes), -1, -1, -1), boxes.to(embedding.device), return_iou=True)
         masks = (logits[:, 0] > 0).cpu().numpy()
-        return [(sub, mask_quality(mask, float(iou))) for sub, mask, iou in zip(boxes, masks, estimates[:, 0].tolist())]
+        return [
+            _Decoded(box, mask_logits, iou, mask, mask_quality(mask, float(iou[0])))
+            for box, mask_logits, iou, mask in zip(boxes.cpu(), logits, estimates, masks)
+        ]
 
-    def _on_skull_ring(self, network, image: torch.Tensor, embedding: torch.Tensor, box: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
-        """The box of the skull ring found around the mask of ``box`` (step 5); ``box`` itself when that mask is tiny."""
-        logits = network.decode(embedding[None], box[None].to(embedding.device))
-        head = _largest_component((logits[0, 0] > 0).cpu().numpy())
+    def _refined(self, network, embedding: torch.Tensor, box: torch.Tensor, limit: torch.Tensor) -> _Decoded:
+        """``box`` decoded, then re-prompted ``refinements`` times with the box of its own mask."""
+        decoded = self._decoded(network, embedding, box[None])[0]
+        for _ in range(self.refinements):
+            decoded = self._decoded(network, embedding, self._box_of(decoded.mask, decoded.box, limit)[None])[0]
+        return decoded
+
+    def _on_skull_ring(self, network, image: torch.Tensor, embedding: torch.Tensor, kept: _Decoded, limit: torch.Tensor) -> _Decoded:
+        """The box of the skull ring found around the mask of ``kept``, decoded (step 5); ``kept`` itself when that mask is tiny."""
+        head = _largest_component(kept.mask)
         if head.sum() < 50:
-            return box
+            return kept
         ring = find_skull_ring(image[0].cpu().numpy(), fit_ellipse_to_mask(head), unit=image.shape[-1] / 256)
-        return _widen(ellipse_box(ring), self.margin, limit)
+        return self._decoded(network, embedding, _widen(ellipse_box(ring), self.margin, limit)[None])[0]
 
     @torch.no_grad()
-    def prompt(
-        self, network, images: torch.Tensor, embeddings: torch.Tensor | None = None, with_quality: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Boxes ``[B, 4]`` (x0, y0, x1, y1 in the frame) and their quality ``[B]`` in [0, 1] for images ``[B, 3, S, S]``.
+    def segment(self, network, images: torch.Tensor, embeddings: torch.Tensor | None = None) -> AutoPromptResult:
+        """The boxes of images ``[B, 3, S, S]``, their masks' logits and their quality, decoded once each.
 
         ``network`` is a :class:`monai_fetal.networks.SamRuntime` or ``PromptedSam`` (``encode``, ``decode``, ``locate``);
         ``embeddings`` are the images' encodings when the caller has them already. The quality is SAM's
-        IoU estimate for the mask of the returned box times that mask's agreement with its ellipse
-        (``None`` without ``with_quality``); for a searched image (``last_searched``, ``[B]`` bool), that
-        of the box before the search.
+        IoU estimate for the mask of the kept box times that mask's agreement with its ellipse; for a
+        searched image, or one whose box was redrawn on the skull ring, that of the box before the search.
+        The logits are those of the decodes that chose the boxes: no box is decoded twice.
         """
         if embeddings is None:
             embeddings = network.encode(images)
         limit = torch.tensor([images.shape[-1] - 1.0, images.shape[-2] - 1.0]).repeat(2)
-        boxes, qualities, searched = [], [], []
+        located = bool(network.locator.trained)
+        kept_per_image, qualities, searched = [], [], []
         for image, embedding in zip(images, embeddings):
-            box, quality = self._refined(network, embedding, self._start_box(network, image, embedding, limit), limit)
-            if bool(network.locator.trained) and quality < self.rescue_below:
+            kept = self._refined(network, embedding, self._start_box(network, image, embedding, limit), limit)
+            if located and kept.quality < self.rescue_below:
                 rescued = (self._refined(network, embedding, start, limit) for start in self._rescue_boxes(network, image, embedding, limit))
-                box, quality = max([(box, quality), *rescued], key=lambda candidate: candidate[1])
+                kept = max([kept, *rescued], key=lambda candidate: candidate.quality)
+            quality = kept.quality
             searched.append(quality < self.search_below)
             if searched[-1]:
-                box = max([(box, quality), *self._searched(network, embedding, box)], key=lambda candidate: candidate[1])[0]
+                sub = self._decoded(network, embedding, sub_boxes(kept.box, self.search_scales))
+                kept = max([kept, *sub], key=lambda candidate: candidate.quality)
             if quality < self.ring_below:
-                box = self._on_skull_ring(network, image, embedding, box, limit)
-            boxes.append(box)
+                kept = self._on_skull_ring(network, image, embedding, kept, limit)
+            kept_per_image.append(kept)
             qualities.append(quality)
-        self.last_searched = torch.tensor(searched)
-        return torch.stack(boxes).to(images.device), torch.tensor(qualities) if with_quality else None
+        return AutoPromptResult(
+            boxes=torch.stack([kept.box for kept in kept_per_image]).to(images.device),
+            quality=torch.tensor(qualities),
+            logits=torch.stack([kept.logits for kept in kept_per_image]),
+            iou=torch.stack([kept.iou for kept in kept_per_image]),
+            searched=torch.tensor(searched),
+        )
 
-    def __call__(self, network, images: torch.Tensor, embeddings: torch.Tensor | None = None) -> torch.Tensor:
-        """Boxes ``[B, 4]`` (x0, y0, x1, y1 in the frame) for images ``[B, 3, S, S]``; see :meth:`prompt`."""
-        return self.prompt(network, images, embeddings, with_quality=False)[0]
+    def prompt(self, network, images: torch.Tensor, embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes ``[B, 4]`` (x0, y0, x1, y1 in the frame) and their quality ``[B]`` for images ``[B, 3, S, S]``; see :meth:`segment`."""
+        result = self.segment(network, images, embeddings)
+        return result.boxes, result.quality
 
     def _box_of(self, mask: np.ndarray, fallback: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
         component = _largest_component(mask)

@@ -49,13 +49,14 @@ class SamInferer(Inferer):
         embeddings = network.encode(inputs)  # once: the automatic prompt and the final decode share it
         self.last_searched = None
         if self.prompt == "gt_box+auto":
-            auto_boxes = self.auto_prompt(network, inputs, embeddings)
-            (boxed, boxed_iou), (auto, auto_iou) = (network.decode(embeddings, b, return_iou=True) for b in (boxes, auto_boxes))
-            self.last_iou = torch.cat([boxed_iou, auto_iou], dim=1)
-            return torch.cat([boxed, auto], dim=1)
+            auto = self.auto_prompt.segment(network, inputs, embeddings)
+            boxed, boxed_iou = network.decode(embeddings, boxes, return_iou=True)
+            self.last_iou = torch.cat([boxed_iou, auto.iou], dim=1)
+            return torch.cat([boxed, auto.logits], dim=1)
         if self.prompt == "auto" or boxes is None:
-            boxes = self.auto_prompt(network, inputs, embeddings)
-            self.last_searched = getattr(self.auto_prompt, "last_searched", None)
+            auto = self.auto_prompt.segment(network, inputs, embeddings)  # the masks of its boxes, decoded as it chose them
+            self.last_iou, self.last_searched = auto.iou, auto.searched
+            return auto.logits
         logits, self.last_iou = network.decode(embeddings, boxes, return_iou=True)
         return logits
 

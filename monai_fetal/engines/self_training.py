@@ -107,9 +107,9 @@ class LocatorSelfTraining:
         masks, qualities = [], []
         for frame, embedding in zip(frames, embeddings):
             image, embedding = frame[None].to(self.device), embedding[None].to(self.device, torch.float32)
-            boxes, quality = self.auto_prompt.prompt(self.network, image, embedding)
-            masks.append((self.network.decode(embedding, boxes)[0] > 0).float().cpu())
-            qualities.append(float(quality[0]))
+            auto = self.auto_prompt.segment(self.network, image, embedding)
+            masks.append((auto.logits[0] > 0).float().cpu())
+            qualities.append(float(auto.quality[0]))
         return masks, np.array(qualities)
 
     def _train_locator(self, items: list[dict]) -> float:
