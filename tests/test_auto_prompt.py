@@ -235,3 +235,41 @@ def test_the_skull_ring_redraws_the_box_of_a_mask_that_stopped_short_on_the_skul
     for bad in (1.5, -0.1, True, "0.9"):
         with pytest.raises(ValueError, match="ring_below"):
             AutoBoxPrompt(ring_below=bad)
+
+
+class _SacSam(_StandInSam):
+    """Decodes a box up to 1.5 times the head's width to the head, a wider one to the head and the dark sac around it (a leak)."""
+
+    def __init__(self, head: np.ndarray, sac: np.ndarray) -> None:
+        super().__init__(sac)
+        self.head, self.sac, self.head_width = head, sac, float(box_from_mask(head)[2] - box_from_mask(head)[0])
+
+    def decode(self, embeddings, boxes=None, multimask=False, return_iou=False):
+        self.boxes.append(boxes.clone())
+        masks = [self.head if float(box[2] - box[0]) < 1.5 * self.head_width else self.sac for box in boxes]
+        logits = torch.stack([torch.as_tensor(np.where(m, 10.0, -10.0), dtype=torch.float32) for m in masks])[:, None]
+        ious = torch.full((len(boxes), 1), self.iou)
+        return (logits, ious) if return_iou else logits
+
+
+def test_the_wide_ring_finds_a_small_head_in_a_mask_that_leaked_far_into_the_sac():
+    head_ellipse, sac_ellipse = Ellipse(48.0, 66.0, 16.0, 12.0, 0.2), Ellipse(64.0, 64.0, 38.0, 30.0, 0.0)
+    head = ellipse_to_mask(head_ellipse, (SIZE, SIZE)) > 0
+    sac = (ellipse_to_mask(sac_ellipse, (SIZE, SIZE)) > 0) | head
+    brain = ellipse_to_mask(Ellipse(48.0, 66.0, 13.0, 9.0, 0.2), (SIZE, SIZE)) > 0
+    image = _image()
+    image[:, :, torch.as_tensor(sac)] = 0.05  # dark fluid
+    image[:, :, torch.as_tensor(head)] = 0.9  # the skull, 3 px thick, around a grey brain
+    image[:, :, torch.as_tensor(brain)] = 0.3
+    near_only = _SacSam(head, sac)
+    leaked = AutoBoxPrompt(refinements=1, margin=0.0, ring_below=0.95).segment(near_only, image)
+    assert float(leaked.boxes[0, 2] - leaked.boxes[0, 0]) > 1.5 * near_only.head_width  # the near ring stays on the sac
+    network = _SacSam(head, sac)
+    found = AutoBoxPrompt(refinements=1, margin=0.0, ring_below=0.95, wide_ring_ratio=1.2).segment(network, image)
+    centre = (found.boxes[0, :2] + found.boxes[0, 2:]) / 2  # the wide grid's steps are a few pixels here
+    assert torch.allclose(centre, torch.tensor([head_ellipse.cx, head_ellipse.cy]), atol=4.0), found.boxes
+    assert torch.equal(found.logits[0, 0] > 0, torch.as_tensor(head)) and len(network.boxes) == len(near_only.boxes) + 1  # one decode more
+    assert torch.equal(found.quality, leaked.quality)  # the trust is the prompt's, as for the near ring
+    for bad in (0.5, True, "1.2"):
+        with pytest.raises(ValueError, match="wide_ring_ratio"):
+            AutoBoxPrompt(wide_ring_ratio=bad)

@@ -65,7 +65,20 @@ def test_a_mask_ellipse_that_stopped_short_and_off_centre_is_moved_onto_the_skul
     """A head mask 1/1.2 of the skull's size, its centre a tenth of its axis to the left, lies on the ring after the search."""
     image = _ultrasound_ring() / 400.0
     start = dataclasses.replace(_scaled(SKULL, 1 / 1.2), cx=SKULL.cx - 0.1 * SKULL.a / 1.2)
-    ring = find_skull_ring(image, start)
+    ring = find_skull_ring(image, start).ellipse
     assert abs(ring.circumference() - SKULL.circumference()) < 0.02 * SKULL.circumference(), ring
     assert abs(ring.cx - SKULL.cx) < 2.0 and abs(ring.cy - SKULL.cy) < 2.0
-    assert find_skull_ring(np.full((300, 400), 0.4), start) == start  # a flat image has no ring to move to
+    assert find_skull_ring(np.full((300, 400), 0.4), start).ellipse == start  # a flat image has no ring to move to
+
+
+def test_the_wide_search_finds_a_small_head_inside_a_mask_that_leaked_where_the_near_one_cannot() -> None:
+    """A mask that leaked over the dark amniotic sac, twice the head's size, the head at its left: only the wide search reaches the skull."""
+    shape, head, leaked = (256, 256), Ellipse(100.0, 120.0, 30.0, 22.0, 0.2), Ellipse(125.0, 110.0, 62.0, 48.0, 0.0)
+    outer, inner = ellipse_to_mask(head, shape) > 0, ellipse_to_mask(_scaled(head, 1 - 4 / 22), shape) > 0
+    image = np.where(ellipse_to_mask(leaked, shape) > 0, 0.05, 0.45)  # dark fluid in the sac, brighter tissue around it
+    image = np.where(outer, 0.8, image)
+    image = np.where(inner, 0.3, image) * np.random.default_rng(0).gamma(8.0, 1 / 8.0, shape)
+    near, wide = find_skull_ring(image, leaked), find_skull_ring(image, leaked, wide=True)
+    assert abs(wide.ellipse.circumference() - head.circumference()) < 0.1 * head.circumference(), wide
+    assert abs(wide.ellipse.cx - head.cx) < 0.15 * head.a and abs(wide.ellipse.cy - head.cy) < 0.15 * head.a, wide
+    assert near.ellipse.circumference() > 1.4 * head.circumference() and wide.score > 1.2 * near.score, (near, wide)

@@ -131,6 +131,7 @@ def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohor
         (EVALUATE_CONFIGS, {"flag_below": 2.0}, "flag_below"),
         (EVALUATE_CONFIGS, {"edge_search_px": -1.0}, "edge_search_px"),
         (EVALUATE_CONFIGS, {"ring_below": 1.5}, "ring_below"),
+        (EVALUATE_CONFIGS, {"wide_ring_ratio": 0.5}, "wide_ring_ratio"),
     ],
 )
 def test_bad_config_values_are_refused_by_name(phantom_cohort, tmp_path, config, overrides, match):
