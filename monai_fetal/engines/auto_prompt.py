@@ -167,21 +167,21 @@ class AutoBoxPrompt:
             protocol test set, searching below 0.94 and flagging by the quality after the search left 13
             failures of a 1-shot model unflagged instead of 3.
         search_scales: side fractions of the sub-boxes.
-        ring_below: an image whose quality after steps 1-3 is below this has its final box redrawn on the skull
-            ring (step 5), at about 0.1 s more on 2 cores (the ring search; the ring's box is decoded in place of
-            the kept one). 0 (the default here, used by training's validation and self-training) switches it off.
-            The inference bundle uses 0.94 (its flag threshold), chosen on the ``hc18_subset`` images that the 5-shot models of seeds 0/1/2 never trained on (no
-            protocol test image; rescue 0.9 and search 0.92 before it). Redrawing every image's box: no-box Dice
-            0.916 -> 0.922 on those three models (per seed 0.922 -> 0.929, 0.918 -> 0.922, 0.908 -> 0.914),
-            images under 0.90 32 -> 21; with the self-trained models of seeds 0/1 too (250 predictions) 0.912 ->
-            0.9165, 54 -> 38. Below 0.94 only: 0.9170 and 39, below 0.96 0.9166 and 38, the searched heads alone
-            (below 0.92) 0.9155 and 44. Most of the gain is in heads whose mask leaked or stopped short of the
-            skull; a box drawn on the ring, like the ground-truth box, holds the whole head and nothing else. A
-            confident head gains nothing from it, and a brighter ring nearby can pull its box
-            off the skull: on the protocol test set, redrawing every box turned some heads of Dice 0.97 into
-            0.89 (``benchmarks/results/auto_measure_cpu_ring_all.json``). Keeping the ring's box only where its
-            mask's quality was not lower gave 0.923 with 24 images under 0.90 (three models): the quality does
-            not tell which box is better.
+        ring_below: an image whose quality after steps 1-3 is below this has its final box redrawn on the skull ring
+            (step 5), at about 0.1 s more on 2 cores (the ring search; the ring's box is decoded in place of the kept
+            one). 0 (the default here, used by training's validation and self-training) switches it off. The inference
+            bundle uses 0.94 (its flag threshold), chosen on the ``hc18_subset`` images that the 5-shot models of
+            seeds 0/1/2 never trained on (no protocol test image; rescue 0.9 and search 0.92 before it). Redrawing
+            every image's box: no-box Dice 0.916 -> 0.922 on those three models (per seed 0.922 -> 0.929, 0.918 ->
+            0.922, 0.908 -> 0.914), images under 0.90 32 -> 21; with the self-trained models of seeds 0/1 too (250
+            predictions) 0.912 -> 0.9165, 54 -> 38. Below 0.94 only: 0.9170 and 39, below 0.96 0.9166 and 38, the
+            searched heads alone (below 0.92) 0.9155 and 44. Most of the gain is in heads whose mask leaked or stopped
+            short of the skull; a box drawn on the ring, like the ground-truth box, holds the whole head and nothing
+            else. A confident head gains nothing from it, and a brighter ring nearby can pull its box off the skull:
+            on the protocol test set, redrawing every box turned some heads of Dice 0.97 into 0.89
+            (``benchmarks/results/auto_measure_cpu_ring_all.json``). Keeping the ring's box only where its mask's
+            quality was not lower gave 0.923 with 24 images under 0.90 (three models): the quality does not tell which
+            box is better.
         wide_ring_ratio: in step 5, also search a much smaller ring anywhere inside the mask
             (:func:`~monai_fetal.shape.edge.find_skull_ring` with ``wide``: sizes 0.35-1.25, shifts up to half the
             axis), and take its box where its ring score is at least this many times the near ring's and its mask's
@@ -219,7 +219,8 @@ class AutoBoxPrompt:
             raise ValueError(f"search_below must be in [0, 1] (0 switches the sub-box search off), got {search_below}")
         if isinstance(ring_below, bool) or not isinstance(ring_below, (int, float)) or not 0.0 <= ring_below <= 1.0:
             raise ConfigError("ring_below", ring_below, "a quality in [0, 1] (0 switches the skull-ring box off)")
-        if isinstance(wide_ring_ratio, bool) or not isinstance(wide_ring_ratio, (int, float)) or not (wide_ring_ratio == 0 or wide_ring_ratio >= 1):
+        ratio_ok = isinstance(wide_ring_ratio, (int, float)) and not isinstance(wide_ring_ratio, bool)
+        if not ratio_ok or not (wide_ring_ratio == 0 or wide_ring_ratio >= 1):
             raise ConfigError("wide_ring_ratio", wide_ring_ratio, "a score ratio >= 1 (0 switches the wide ring search off)")
         if search_below > 0 and not all(0.0 < scale < 1.0 for scale in search_scales):
             raise ValueError(f"search_scales must be fractions in (0, 1), got {search_scales}")
