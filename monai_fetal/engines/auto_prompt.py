@@ -20,6 +20,8 @@ that ring's box is.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -90,14 +92,19 @@ class AutoPromptResult(NamedTuple):
     """``[B]`` bool: the images whose sub-boxes were searched (step 4), which ``segment`` flags."""
 
 
-class _Decoded(NamedTuple):
-    """One decoded box: the box (on the CPU), its mask logits ``[1, S, S]`` and IoU estimate ``[1]``, its mask and quality."""
+@dataclass
+class _Decoded:
+    """One decoded box: the box (on the CPU), its mask logits ``[1, S, S]`` and IoU estimate ``[1]``, and its mask."""
 
     box: torch.Tensor
     logits: torch.Tensor
     iou: torch.Tensor
     mask: np.ndarray
-    quality: float
+
+    @cached_property
+    def quality(self) -> float:
+        """:func:`mask_quality` of the mask, computed once and only where a step compares it (not for each refinement)."""
+        return mask_quality(self.mask, float(self.iou[0]))
 
 
 def _widen(box: torch.Tensor, fraction: float, limit: torch.Tensor) -> torch.Tensor:
@@ -289,8 +296,7 @@ class AutoBoxPrompt:
         logits, estimates = network.decode(embedding.expand(len(boxes), -1, -1, -1), boxes.to(embedding.device), return_iou=True)
         masks = (logits[:, 0] > 0).cpu().numpy()
         return [
-            _Decoded(box, mask_logits, iou, mask, mask_quality(mask, float(iou[0])))
-            for box, mask_logits, iou, mask in zip(boxes.cpu(), logits, estimates, masks)
+            _Decoded(box, mask_logits, iou, mask) for box, mask_logits, iou, mask in zip(boxes.cpu(), logits, estimates, masks)
         ]
 
     def _refined(self, network, embedding: torch.Tensor, box: torch.Tensor, limit: torch.Tensor) -> _Decoded:
