@@ -189,7 +189,9 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndar
     ``dice_ellipse`` is the Dice of the prediction's filled fitted ellipse (the HC18 reference masks are
     ellipses): what the fitted ellipse as the final mask would score; the HC is the ellipse's either way.
     ``hc_error_snapped_mm`` is the HC error of what ``segment`` measures: :func:`~monai_fetal.shape.measure.measure_head`
-    with the image, the fitted ellipse snapped to the skull's outer edge.
+    with the image, the fitted ellipse snapped to the skull's outer edge; ``dice_written`` is the Dice of the mask
+    ``segment`` writes, that ellipse filled (:class:`~monai_fetal.engines.head_measure.HeadEllipsed`; the network's
+    mask where no head was found).
     """
     from monai.metrics import compute_dice, compute_hausdorff_distance
 
@@ -211,10 +213,12 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndar
         hc_mm, dice_ellipse = biometry_from_ellipse(ellipse, item["spacing"]).hc_mm, dice_of(ellipse_to_mask(ellipse, pred.shape))
     measured = measure_head(pred, item["spacing"], image=image).biometry
     hc_snapped_mm = 0.0 if measured is None else measured.hc_mm
+    dice_written = dice if measured is None else dice_of(ellipse_to_mask(measured.ellipse, pred.shape))
     return {
         "id": item["id"],
         "dice": dice,
         "dice_ellipse": dice_ellipse,
+        "dice_written": dice_written,
         "hd95": hd95,
         "hc_mm": hc_mm,
         "hc_error_mm": abs(hc_mm - item["hc_mm"]),
@@ -223,7 +227,11 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndar
 
 
 def summarise(rows: list[dict], flag_quality: float) -> dict:
-    """Means and failure counts of per-image rows."""
+    """Means and failure counts of per-image rows.
+
+    ``dice_*`` score the network's masks; ``written_*`` the masks ``segment`` writes (every head its snapped ellipse),
+    and ``written_trusted_only_dice_mean`` those of package 0.4.9, which wrote only unflagged heads as their ellipse.
+    """
     dice = np.array([r["dice"] for r in rows])
     quality = np.array([r["quality"] for r in rows])
     searched = np.array([r.get("searched", False) for r in rows])
@@ -234,6 +242,8 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
     flagged = flagged_at(flag_quality)
     hd95 = np.array([r["hd95"] for r in rows])
     fail = dice < DICE_FAIL
+    written = np.array([r["dice_written"] for r in rows])
+    written_fail = written < DICE_FAIL
     hc_error = np.array([r["hc_error_mm"] for r in rows])
     snapped = np.array([r["hc_error_snapped_mm"] for r in rows])  # what segment measures
     return {
@@ -253,6 +263,13 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
         "share_unflagged_failures": float((fail & ~flagged).mean()),
         "dice_flagged": float(dice[flagged].mean()) if flagged.any() else None,
         "dice_unflagged": float(dice[~flagged].mean()) if (~flagged).any() else None,
+        "written_dice_mean": float(written.mean()),
+        "written_dice_min": float(written.min()),
+        "written_share_dice_below_090": float(written_fail.mean()),
+        "written_unflagged_failures": int((written_fail & ~flagged).sum()),
+        "written_dice_flagged": float(written[flagged].mean()) if flagged.any() else None,
+        "written_dice_unflagged": float(written[~flagged].mean()) if (~flagged).any() else None,
+        "written_trusted_only_dice_mean": float(np.where(flagged, dice, written).mean()),
         "seconds_per_image_network": float(np.mean([r["seconds"] for r in rows])),
         "flagged_and_unflagged_failures_by_threshold": {
             str(threshold): [int(flagged_at(threshold).sum()), int((fail & ~flagged_at(threshold)).sum())] for threshold in FLAG_SWEEP

@@ -38,10 +38,10 @@ def test_protocol_test_items_carry_published_hc_and_the_pool_no_annotations(auto
 
 def test_summary_counts_failures_that_the_flag_misses(auto_measure):
     rows = [
-        {"dice": 0.97, "dice_ellipse": 0.98, "hd95": 2.0, "hc_error_mm": 1.0, "hc_error_snapped_mm": 0.5, "quality": 0.95, "seconds": 0.2},
-        {"dice": 0.50, "dice_ellipse": 0.40, "hd95": 40.0, "hc_error_mm": 30.0, "hc_error_snapped_mm": 29.0, "quality": 0.60, "seconds": 0.2},  # failure, flagged
-        {"dice": 0.85, "dice_ellipse": 0.86, "hd95": 9.0, "hc_error_mm": 8.0, "hc_error_snapped_mm": 7.0, "quality": 0.93, "seconds": 0.2},  # failure, missed
-        {"dice": 0.95, "dice_ellipse": 0.96, "hd95": 3.0, "hc_error_mm": 2.0, "hc_error_snapped_mm": 1.0, "quality": 0.80, "seconds": 0.2},  # flagged needlessly
+        {"dice": 0.97, "dice_ellipse": 0.98, "dice_written": 0.98, "hd95": 2.0, "hc_error_mm": 1.0, "hc_error_snapped_mm": 0.5, "quality": 0.95, "seconds": 0.2},
+        {"dice": 0.50, "dice_ellipse": 0.40, "dice_written": 0.45, "hd95": 40.0, "hc_error_mm": 30.0, "hc_error_snapped_mm": 29.0, "quality": 0.60, "seconds": 0.2},  # failure, flagged
+        {"dice": 0.85, "dice_ellipse": 0.86, "dice_written": 0.91, "hd95": 9.0, "hc_error_mm": 8.0, "hc_error_snapped_mm": 7.0, "quality": 0.93, "seconds": 0.2},  # failure, missed
+        {"dice": 0.95, "dice_ellipse": 0.96, "dice_written": 0.96, "hd95": 3.0, "hc_error_mm": 2.0, "hc_error_snapped_mm": 1.0, "quality": 0.80, "seconds": 0.2},  # flagged needlessly
     ]
     summary = auto_measure.summarise(rows, flag_quality=0.9)
     assert summary["flagged"] == 2 and summary["unflagged_failures"] == 1
@@ -50,6 +50,11 @@ def test_summary_counts_failures_that_the_flag_misses(auto_measure):
     assert summary["dice_flagged"] == pytest.approx(0.725) and summary["dice_unflagged"] == pytest.approx(0.91)
     assert summary["hc_error_mm_mean"] == pytest.approx(10.25) and summary["dice_min"] == pytest.approx(0.5)
     assert summary["dice_ellipse_mean"] == pytest.approx(0.80)
+    # the written masks (every head its snapped ellipse): row 3's ellipse is no failure; 0.4.9 wrote flagged heads as predicted
+    assert summary["written_dice_mean"] == pytest.approx(0.825) and summary["written_dice_min"] == pytest.approx(0.45)
+    assert summary["written_share_dice_below_090"] == pytest.approx(0.25) and summary["written_unflagged_failures"] == 0
+    assert summary["written_dice_flagged"] == pytest.approx(0.705) and summary["written_dice_unflagged"] == pytest.approx(0.945)
+    assert summary["written_trusted_only_dice_mean"] == pytest.approx((0.98 + 0.50 + 0.91 + 0.95) / 4)
     # segment measures the snapped ellipses; the unflagged ones are rows 1 and 3
     assert summary["hc_error_snapped_mm_mean"] == pytest.approx(9.375)
     assert summary["hc_error_unflagged_mm_mean"] == pytest.approx(4.5) and summary["hc_error_snapped_unflagged_mm_mean"] == pytest.approx(3.75)

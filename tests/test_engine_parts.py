@@ -325,14 +325,18 @@ def test_a_trusted_head_becomes_its_fitted_ellipse_with_the_type_and_meta_kept()
     assert np.array_equal(out.numpy() > 0, ellipse > 0) and not np.array_equal(out.numpy(), head)
 
 
-def test_a_flagged_head_keeps_the_networks_mask() -> None:
+def test_a_flagged_head_is_written_as_its_ellipse_too_and_a_mask_with_no_head_stays() -> None:
     from monai_fetal.engines.head_measure import HeadEllipsed
+    from monai_fetal.shape.measure import MIN_HEAD_PIXELS
 
-    head, _ = _bumpy_head()
+    head, ellipse = _bumpy_head()
     low_iou = HeadEllipsed(keys="pred", inferer=_LastIou(0.5))({"pred": torch.from_numpy(head)})["pred"]
-    assert np.array_equal(low_iou.numpy(), head)
+    assert np.array_equal(low_iou.numpy() > 0, ellipse > 0)
     empty = HeadEllipsed(keys="pred")({"pred": torch.zeros(1, 80, 60)})["pred"]
     assert not empty.any()
+    speck = torch.zeros(1, 80, 60)
+    speck[0, 10:15, 10:15] = 1.0  # 25 pixels: no head
+    assert 25 < MIN_HEAD_PIXELS and torch.equal(HeadEllipsed(keys="pred")({"pred": speck.clone()})["pred"], speck)
 
 
 def test_the_measured_quality_is_the_networks_mask_not_its_ellipse() -> None:
@@ -351,7 +355,7 @@ def test_the_measured_quality_is_the_networks_mask_not_its_ellipse() -> None:
     assert out["result"]["quality"] == pytest.approx(network.quality.score, abs=1e-4) and not out["measurement"].flagged
 
 
-def test_flag_below_sets_which_heads_are_flagged_and_keep_their_mask_and_a_bad_value_is_refused() -> None:
+def test_flag_below_sets_which_heads_are_flagged_and_a_bad_value_is_refused() -> None:
     from monai.data import MetaTensor
 
     from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
@@ -360,19 +364,19 @@ def test_flag_below_sets_which_heads_are_flagged_and_keep_their_mask_and_a_bad_v
     head, ellipse = _bumpy_head()
     item = {"pred": torch.from_numpy(head), "image": MetaTensor(torch.zeros(1, 800, 540), meta={"filename_or_obj": "scan.png"}), "spacing": math.nan}
     iou = _LastIou(0.99)
+    ellipsed = HeadEllipsed(keys="pred", inferer=iou)(item)
+    assert np.array_equal(ellipsed["pred"].numpy(), ellipse)
     for flag_below, flagged in ((0.5, False), (0.999, True)):  # the head's quality is between the two
-        ellipsed = HeadEllipsed(keys="pred", inferer=iou, flag_below=flag_below)(item)
-        assert np.array_equal(ellipsed["pred"].numpy(), head if flagged else ellipse)
         out = MeasureHeadd(keys="pred", inferer=iou, flag_below=flag_below)({**ellipsed, "pred": ellipsed["pred"][0]})
         assert out["measurement"].flagged is flagged and out["result"]["flag_below"] == flag_below
-    for transform, bad in itertools.product((HeadEllipsed, MeasureHeadd), (1.5, "high", math.nan)):
+    for bad in (1.5, "high", math.nan):
         with pytest.raises(ConfigError, match="flag_below"):
-            transform(keys="pred", flag_below=bad)
+            MeasureHeadd(keys="pred", flag_below=bad)
 
 
-def test_heads_are_measured_on_the_skull_edge_and_only_trusted_ones_are_written_as_the_snapped_ellipse() -> None:
-    """The network's mask 4 % small inside a drawn skull: a trusted head is written and measured as the ellipse on
-    the skull's outer edge (snapped once); a flagged head keeps its mask, and its measure is snapped too."""
+def test_heads_are_written_and_measured_as_the_ellipse_snapped_to_the_skull_edge() -> None:
+    """The network's mask 4 % small inside a drawn skull: a trusted head and a flagged one are both written and
+    measured as the ellipse on the skull's outer edge (snapped once); without the ellipse, the measure is snapped."""
     from monai.data import MetaTensor
 
     from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
@@ -402,11 +406,10 @@ def test_heads_are_measured_on_the_skull_edge_and_only_trusted_ones_are_written_
         measured = MeasureHeadd(keys="pred", inferer=_LastIou(iou), edge_image_key="image_as_read")({**ellipsed, "pred": ellipsed["pred"][0]})
         head = measured["measurement"]
         assert head.flagged is flagged and on_skull(head.biometry.hc), (iou, head.biometry.hc)
-        if flagged:
-            assert np.array_equal(written, small)
-        else:  # the written ellipse is what is measured, not snapped a second time
-            assert on_skull(fit_ellipse_to_mask(written).circumference())
-            assert head.biometry.hc == measure_head(written.T > 0).biometry.hc
+        assert on_skull(fit_ellipse_to_mask(written).circumference())  # the written ellipse is what is measured,
+        assert head.biometry.hc == measure_head(written.T > 0).biometry.hc  # not snapped a second time
+    network = MeasureHeadd(keys="pred", inferer=_LastIou(0.5), edge_image_key="image_as_read")({**item, "pred": item["pred"][0]})
+    assert np.array_equal(network["pred"].numpy(), small) and on_skull(network["measurement"].biometry.hc)
     unsnapped = HeadEllipsed(keys="pred", inferer=_LastIou(0.99), edge_image_key="image_as_read", edge_search_px=0)(item)["pred"]
     assert np.array_equal(unsnapped[0].numpy(), ellipse_to_mask(fit_ellipse_to_mask(small), small.shape))
     snap = HeadEllipsed(keys="pred", inferer=_LastIou(0.99), edge_image_key="image_as_read")
@@ -419,16 +422,16 @@ def test_heads_are_measured_on_the_skull_edge_and_only_trusted_ones_are_written_
             transform(keys="pred", edge_search_px=bad)
 
 
-def test_a_head_the_automatic_prompt_had_to_search_is_flagged_and_keeps_its_mask() -> None:
+def test_a_head_the_automatic_prompt_had_to_search_is_flagged() -> None:
     from monai.data import MetaTensor
 
     from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
 
-    head, _ = _bumpy_head()
+    head, ellipse = _bumpy_head()
     item = {"pred": torch.from_numpy(head), "image": MetaTensor(torch.zeros(1, 800, 540), meta={"filename_or_obj": "scan.png"}), "spacing": math.nan}
     searched = _LastIou(0.99, searched=True)  # a quality that passes; only the search says "doubtful"
     ellipsed = HeadEllipsed(keys="pred", inferer=searched)(item)
-    assert np.array_equal(ellipsed["pred"].numpy(), head)
+    assert np.array_equal(ellipsed["pred"].numpy(), ellipse)
     out = MeasureHeadd(keys="pred", inferer=searched)({**ellipsed, "pred": ellipsed["pred"][0]})
     assert out["measurement"].flagged and out["result"]["flagged"] and out["measurement"].quality.score >= 0.92
     trusted = MeasureHeadd(keys="pred", inferer=_LastIou(0.99, searched=False))({**ellipsed, "pred": ellipsed["pred"][0]})

@@ -51,18 +51,18 @@ def test_metadata_verifies_against_monais_schema():
     assert "fetal_head" in meta["network_data_format"]["outputs"]["pred"]["channel_def"].values()
 
 
-def test_flag_below_reaches_both_measuring_transforms_and_defaults_to_the_packages_threshold():
+def test_flag_below_reaches_the_measuring_transform_and_defaults_to_the_packages_threshold():
     from monai_fetal.bundles import read_bundle_config
-    from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
+    from monai_fetal.engines.head_measure import MeasureHeadd
     from monai_fetal.shape.measure import FLAG_BELOW
 
     def thresholds(overrides: dict) -> list[float]:
         parser = read_bundle_config("fetal_head_sam", "inference.json", overrides)
         transforms = parser.get_parsed_content("postprocessing").transforms
-        return [t.flag_below for t in transforms if isinstance(t, (HeadEllipsed, MeasureHeadd))]
+        return [t.flag_below for t in transforms if isinstance(t, MeasureHeadd)]
 
-    assert thresholds({}) == [FLAG_BELOW, FLAG_BELOW]
-    assert thresholds({"flag_below": 0.5}) == [0.5, 0.5]
+    assert thresholds({}) == [FLAG_BELOW]
+    assert thresholds({"flag_below": 0.5}) == [0.5]
 
 
 @pytest.mark.parametrize("configs", ["inference.json", EVALUATE_CONFIGS])
@@ -128,7 +128,7 @@ def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohor
         ("train.json", {"trainable": "everything"}, "trainable"),
         (EVALUATE_CONFIGS, {"prompt": "box"}, "prompt"),
         (EVALUATE_CONFIGS, {"model_name": "vit_q"}, "name"),
-        (EVALUATE_CONFIGS, {"flag_below": 2.0}, "flag_below"),
+        ("inference.json", {"flag_below": 2.0}, "flag_below"),
         (EVALUATE_CONFIGS, {"edge_search_px": -1.0}, "edge_search_px"),
         (EVALUATE_CONFIGS, {"ring_below": 1.5}, "ring_below"),
         (EVALUATE_CONFIGS, {"wide_ring_ratio": 0.5}, "wide_ring_ratio"),
