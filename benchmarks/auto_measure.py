@@ -142,7 +142,7 @@ class Scorer:
         overrides = {
             "checkpoint": str(checkpoint) if checkpoint else None,
             "prompt": "gt_box",
-            "ellipse_mask": False,  # each row scores the network's masks; dice_ellipse scores their ellipses
+            "ellipse_mask": False,  # the network's masks; image_scores derives the written ones (dice_written) from them
             "output_dir": str(work),
             "embedding_cache_dir": str(cache_dir),
             "device": "$torch.device('cpu')",

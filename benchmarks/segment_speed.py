@@ -1,0 +1,109 @@
+"""``segment`` end to end with no box: seconds per image from reading the file to the written mask and CSV row.
+
+Runs the SAM bundle's ``inference.json`` as ``monai-fetal segment`` does (its evaluator, preprocessing, automatic
+prompt, postprocessing, measurement and :class:`~monai_fetal.engines.segment.MeasurementWriter`), on image
+files with no box. Each image is timed from the engine fetching it (reading, framing) to the end of its
+iteration, after its mask PNG and CSV row are written; model loading and the first image (warm-up) are left
+out. The JSON gives the mean and median per image, the share of the time in the network (encoder, locator,
+decodes of the automatic prompt), and the no-box path's own steps (``searched`` and ``flagged`` counts), which
+decide how much work an image costs.
+
+    python benchmarks/segment_speed.py --checkpoint /work/runs/am/k5_s0/model.pt --split /work/runs/am/k5_s0/split.json \
+        --out benchmarks/results/segment_speed_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from timing import cpu_description
+
+from monai_fetal.atomic import write_json_atomic
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def held_out_images(split: Path | None, data: Path, count: int) -> list[Path]:
+    """The ``test`` images of a k-shot split of ``hc18_subset`` (images a model never trained on), else the first ``count``."""
+    folder = data / "hc18_subset" / "images"
+    if split is None:
+        return sorted(folder.glob("*.png"))[:count]
+    return [folder / Path(item["image"]).name for item in json.loads(split.read_text())["test"]][:count]
+
+
+def time_segment(images: list[Path], checkpoint: Path | None, out: Path) -> dict:
+    """Per-image seconds (total and network) of ``inference.json`` run on ``images`` with no box."""
+    from ignite.engine import Events
+
+    from monai_fetal.bundles import read_bundle_config
+
+    overrides = {"images": [str(p) for p in images], "output_dir": str(out), "checkpoint": str(checkpoint) if checkpoint else None}
+    parser = read_bundle_config("fetal_head_sam", "inference.json", overrides)
+    evaluator = parser.get_parsed_content("evaluator")
+    inferer = parser.get_parsed_content("inferer")
+    network_call = inferer.__call__
+    totals, networks, searched, started = [], [], [], [0.0]
+
+    def timed_network(*args, **kwargs):
+        start = time.perf_counter()
+        result = network_call(*args, **kwargs)
+        networks.append(time.perf_counter() - start)
+        searched.append(bool(inferer.last_searched is not None and inferer.last_searched.any()))
+        return result
+
+    evaluator.inferer = timed_network  # the same SamInferer, timed; the postprocessing reads its last_iou as before
+
+    @evaluator.on(Events.GET_BATCH_STARTED)
+    def start(_) -> None:
+        started[0] = time.perf_counter()
+
+    @evaluator.on(Events.ITERATION_COMPLETED)
+    def stop(_) -> None:  # attached after MeasurementWriter: its mask and row are written
+        totals.append(time.perf_counter() - started[0])
+
+    evaluator.run()
+    rows = (out / "measurements.csv").read_text().splitlines()[1:]
+    flagged = sum(row.rstrip().endswith(",1") for row in rows)
+    return {"total": totals[1:], "network": networks[1:], "searched": sum(searched[1:]), "flagged": flagged, "images": len(images)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=None, help="fine-tuned model.pt (default: pretrained LiteMedSAM)")
+    parser.add_argument("--split", type=Path, default=None, help="the model's split.json: time its held-out test images")
+    parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    images = held_out_images(args.split, args.data, args.images)
+    with tempfile.TemporaryDirectory() as work:
+        timed = time_segment(images, args.checkpoint, Path(work) / "segment")
+    total, network = timed.pop("total"), timed.pop("network")
+    result = {
+        **timed,
+        "checkpoint": str(args.checkpoint) if args.checkpoint else "pretrained",
+        "timed_images": len(total),
+        "seconds_per_image_mean": statistics.mean(total),
+        "seconds_per_image_median": statistics.median(total),
+        "seconds_per_image_max": max(total),
+        "network_seconds_per_image_mean": statistics.mean(network),
+        "network_share": sum(network) / sum(total),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        **cpu_description(),
+    }
+    write_json_atomic(args.out, result)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
