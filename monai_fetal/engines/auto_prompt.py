@@ -175,7 +175,7 @@ class AutoBoxPrompt:
             failures of a 1-shot model unflagged instead of 3.
         search_scales: side fractions of the sub-boxes.
         ring_below: an image whose quality after steps 1-3 is below this has its final box redrawn on the skull ring
-            (step 5), at about 0.1 s more on 2 cores (the ring search; the ring's box is decoded in place of the kept
+            (step 5), at under 0.1 s more on 2 cores (the ring searches; the ring's box is decoded in place of the kept
             one). 0 (the default here, used by training's validation and self-training) switches it off. The inference
             bundle uses 0.94 (its flag threshold), chosen on the ``hc18_subset`` images that the 5-shot models of
             seeds 0/1/2 never trained on (no protocol test image; rescue 0.9 and search 0.92 before it). Redrawing

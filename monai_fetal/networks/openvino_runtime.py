@@ -151,10 +151,14 @@ class OpenVinoModel:
         self._request = core.compile_model(core.read_model(folder / _MODEL_FILE), "CPU", config).create_infer_request()
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        """The module's outputs for batched ``inputs`` (float32 CPU tensors, concatenated over the batch)."""
-        arrays = [value.detach().to("cpu", torch.float32).contiguous().numpy() for value in inputs]
+        """The module's outputs for batched ``inputs`` (float32 CPU tensors, concatenated over the batch).
+
+        Each sample is made contiguous on its own, so an input expanded over the batch (one image's embedding
+        for many boxes) is never copied once per box.
+        """
+        tensors = [value.detach().to("cpu", torch.float32) for value in inputs]
         outputs: list[list[torch.Tensor]] = []
-        for i in range(len(arrays[0])):
-            result = self._request.infer([array[i : i + 1] for array in arrays])
+        for i in range(len(tensors[0])):
+            result = self._request.infer([tensor[i : i + 1].contiguous().numpy() for tensor in tensors])
             outputs.append([torch.from_numpy(result[k].copy()) for k in range(len(result))])
         return [torch.cat(parts) for parts in zip(*outputs)]

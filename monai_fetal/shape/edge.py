@@ -14,7 +14,6 @@ search looks for a much smaller head anywhere inside a mask that leaked far into
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import NamedTuple
 
@@ -42,13 +41,20 @@ _MIN_STRENGTH = 0.25  # steps weaker than this share of the median step are drop
 _MIN_POINTS = 20
 
 
-def _boundary_and_normals(ellipse: Ellipse, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``count`` points ``(x, y)`` on ``ellipse`` and its outward unit normals ``(nx, ny)`` there."""
+def _parameters(ellipse: Ellipse) -> np.ndarray:
+    """``[cx, cy, a, b, theta]`` of ``ellipse``."""
+    return np.array([ellipse.cx, ellipse.cy, ellipse.a, ellipse.b, ellipse.theta], dtype=np.float64)
+
+
+def _boundaries_and_normals(params: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` points ``(x, y)`` on each ellipse of ``params`` ``[E, 5]`` (cx, cy, a, b, theta) and the outward unit
+    normals ``(nx, ny)`` there, each ``[E, count]``."""
     t = np.linspace(0.0, 2.0 * math.pi, count, endpoint=False)
-    cos, sin = math.cos(ellipse.theta), math.sin(ellipse.theta)
-    u, v = ellipse.a * np.cos(t), ellipse.b * np.sin(t)
-    x, y = ellipse.cx + u * cos - v * sin, ellipse.cy + u * sin + v * cos
-    du, dv = np.cos(t) / ellipse.a, np.sin(t) / ellipse.b  # gradient of the implicit equation, in the ellipse's axes
+    cx, cy, a, b, theta = (params[:, [i]] for i in range(5))
+    cos, sin = np.cos(theta), np.sin(theta)
+    u, v = a * np.cos(t), b * np.sin(t)
+    x, y = cx + u * cos - v * sin, cy + u * sin + v * cos
+    du, dv = np.cos(t) / a, np.sin(t) / b  # gradient of the implicit equation, in the ellipse's axes
     nx, ny = du * cos - dv * sin, du * sin + dv * cos
     norm = np.hypot(nx, ny)
     return x, y, nx / norm, ny / norm
@@ -67,7 +73,7 @@ def snap_to_skull_edge(image: np.ndarray, ellipse: Ellipse, search_px: float = E
     if search_px <= 0:
         return ellipse
     smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), _SIGMA)
-    x, y, nx, ny = _boundary_and_normals(ellipse, _NORMALS)
+    x, y, nx, ny = (part[0] for part in _boundaries_and_normals(_parameters(ellipse)[None], _NORMALS))
     offsets = np.arange(-search_px, search_px + _STEP / 2, _STEP)
     coords = [y[:, None] + offsets * ny[:, None], x[:, None] + offsets * nx[:, None]]
     profiles = ndimage.map_coordinates(smooth, coords, order=1, mode="nearest")
@@ -114,11 +120,11 @@ _RING_OUTSIDE = (2.0, 5.0)  # the darker band outside it: its mean
 _RING_SIGMA = 1.0
 
 
-def _ring_score(smooth: np.ndarray, ellipses: list[Ellipse], unit: float, normals: int = _RING_NORMALS) -> np.ndarray:
-    """Per ellipse, the mean over its normals of the brightest point just inside minus the mean just outside."""
+def _ring_score(smooth: np.ndarray, ellipses: np.ndarray, unit: float, normals: int = _RING_NORMALS) -> np.ndarray:
+    """Per ellipse of ``ellipses`` ``[E, 5]``, the mean over its normals of the brightest point just inside minus the mean just outside."""
     inside = np.arange(_RING_INSIDE[0], _RING_INSIDE[1] + 0.25, 0.5)
     outside = np.arange(_RING_OUTSIDE[0], _RING_OUTSIDE[1] + 0.25, 0.5)
-    x, y, nx, ny = (np.stack(parts) for parts in zip(*(_boundary_and_normals(e, normals) for e in ellipses)))
+    x, y, nx, ny = _boundaries_and_normals(ellipses, normals)
     steps = np.concatenate([inside, outside]) * unit
     coords = [y[..., None] + steps * ny[..., None], x[..., None] + steps * nx[..., None]]
     profiles = ndimage.map_coordinates(smooth, [c.ravel() for c in coords], order=1, mode="constant", cval=0.0).reshape(coords[0].shape)
@@ -148,14 +154,15 @@ def find_skull_ring(image: np.ndarray, ellipse: Ellipse, unit: float = 1.0, wide
     """
     smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), _RING_SIGMA * unit)
     scales, aspects, shifts = (WIDE_RING_SCALES, _WIDE_RING_ASPECTS, _WIDE_RING_SHIFTS) if wide else (RING_SCALES, _RING_ASPECTS, _RING_SHIFTS)
-    candidates = [] if wide else [ellipse]
-    candidates += [
-        Ellipse(ellipse.cx + dx * ellipse.a, ellipse.cy + dy * ellipse.a, ellipse.a * scale * aspect, ellipse.b * scale / aspect, ellipse.theta)
-        for scale, aspect, dx, dy in itertools.product(scales, aspects, shifts, shifts)
-    ]
-    if wide:  # 3 159 ellipses: a coarse score for each, the full one for the finalists
-        finalists = np.argsort(-_ring_score(smooth, candidates, unit, _WIDE_RING_COARSE_NORMALS))[:_WIDE_RING_FINALISTS]
-        candidates = [candidates[i] for i in finalists]
+    scale, aspect, dx, dy = (grid.ravel() for grid in np.meshgrid(scales, aspects, shifts, shifts, indexing="ij"))
+    start = _parameters(ellipse)
+    candidates = np.column_stack(
+        [start[0] + dx * start[2], start[1] + dy * start[2], start[2] * scale * aspect, start[3] * scale / aspect, np.full_like(scale, start[4])]
+    )
+    if not wide:
+        candidates = np.vstack([start, candidates])
+    else:  # 3 159 ellipses: a coarse score for each, the full one for the finalists
+        candidates = candidates[np.argsort(-_ring_score(smooth, candidates, unit, _WIDE_RING_COARSE_NORMALS))[:_WIDE_RING_FINALISTS]]
     scores = _ring_score(smooth, candidates, unit)
     best = int(np.argmax(scores))
-    return SkullRing(candidates[best], float(scores[best]))
+    return SkullRing(Ellipse(*(float(value) for value in candidates[best])), float(scores[best]))
