@@ -277,13 +277,21 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
     }
 
 
+PER_IMAGE_DIGITS = 5  # per-image values are stored rounded (a row of 213 images stays small); summaries are exact
+
+
+def rounded(row: dict) -> dict:
+    """``row`` with its float values rounded to :data:`PER_IMAGE_DIGITS` decimals (NaN stays NaN)."""
+    return {key: round(value, PER_IMAGE_DIGITS) if isinstance(value, float) else value for key, value in row.items()}
+
+
 def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float) -> dict:
-    """Per-image scores and their summary for one prompt."""
+    """Per-image scores (rounded for storage) and their summary (of the exact values) for one prompt."""
     rows = []
     for item in items:
         p = scorer.predict(item, prompt)
         rows.append({**image_scores(p.pred, p.label, item, p.image), "quality": p.quality, "seconds": p.seconds, "searched": p.searched})
-    return {"summary": summarise(rows, flag_quality), "per_image": rows}
+    return {"summary": summarise(rows, flag_quality), "per_image": [rounded(row) for row in rows]}
 
 
 def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test: list[dict]) -> dict:

@@ -8,8 +8,7 @@ out. The JSON gives the mean and median per image, the share of the time in the 
 decodes of the automatic prompt), and the no-box path's own steps (``searched`` and ``flagged`` counts), which
 decide how much work an image costs.
 
-    python benchmarks/segment_speed.py --checkpoint /work/runs/am/k5_s0/model.pt --split /work/runs/am/k5_s0/split.json \
-        --out benchmarks/results/segment_speed_cpu.json
+    python benchmarks/segment_speed.py --checkpoint RUN/model.pt --split RUN/split.json --out benchmarks/results/segment_speed_cpu.json
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ def time_segment(images: list[Path], checkpoint: Path | None, out: Path) -> dict
     from ignite.engine import Events
 
     from monai_fetal.bundles import read_bundle_config
+    from monai_fetal.engines.segment import MANIFEST_NAME
 
     overrides = {"images": [str(p) for p in images], "output_dir": str(out), "checkpoint": str(checkpoint) if checkpoint else None}
     parser = read_bundle_config("fetal_head_sam", "inference.json", overrides)
@@ -69,8 +69,7 @@ def time_segment(images: list[Path], checkpoint: Path | None, out: Path) -> dict
         totals.append(time.perf_counter() - started[0])
 
     evaluator.run()
-    rows = (out / "measurements.csv").read_text().splitlines()[1:]
-    flagged = sum(row.rstrip().endswith(",1") for row in rows)
+    flagged = json.loads((out / MANIFEST_NAME).read_text())["flagged"]
     return {"total": totals[1:], "network": networks[1:], "searched": sum(searched[1:]), "flagged": flagged, "images": len(images)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import json
 import sys
 from pathlib import Path
@@ -65,3 +66,10 @@ def test_summary_counts_failures_that_the_flag_misses(auto_measure):
     searched = auto_measure.summarise(rows, flag_quality=0.9)
     assert searched["flagged"] == 3 and searched["unflagged_failures"] == 0
     assert searched["flagged_and_unflagged_failures_by_threshold"]["0.93"] == [3, 0]
+
+
+def test_per_image_rows_are_stored_rounded_and_keep_their_other_values(auto_measure):
+    row = {"id": "001_HC", "dice": 0.931432843208313, "hd95": math.nan, "searched": True, "images": 3}
+    stored = auto_measure.rounded(row)
+    assert stored["dice"] == 0.93143 and math.isnan(stored["hd95"])
+    assert (stored["id"], stored["searched"], stored["images"]) == ("001_HC", True, 3)

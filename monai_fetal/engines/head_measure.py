@@ -193,7 +193,7 @@ class MeasureHeadd(MapTransform):
             ellipsed = isinstance(quality, Quality)  # the mask is HeadEllipsed's ellipse, snapped already
             edge = None if ellipsed or self.edge_image_key is None else _edge_image(d, self.edge_image_key, mask.T.shape).T
             measured = measure_head(mask, spacing, sam_iou_of(self.inferer), reduction, self.flag_below, edge, self.edge_search_px)
-            if isinstance(quality, Quality):  # the mask went through HeadEllipsed: score the network's mask
+            if ellipsed:  # score the network's mask, not its ellipse
                 measured = dataclasses.replace(measured, quality=quality, flagged=measured.biometry is None or quality.score < self.flag_below)
             if searched:
                 measured = dataclasses.replace(measured, flagged=True)

@@ -159,10 +159,10 @@ def find_skull_ring(image: np.ndarray, ellipse: Ellipse, unit: float = 1.0, wide
     candidates = np.column_stack(
         [start[0] + dx * start[2], start[1] + dy * start[2], start[2] * scale * aspect, start[3] * scale / aspect, np.full_like(scale, start[4])]
     )
-    if not wide:
-        candidates = np.vstack([start, candidates])
-    else:  # 3 159 ellipses: a coarse score for each, the full one for the finalists
+    if wide:  # 3 159 ellipses: a coarse score for each, the full one for the finalists
         candidates = candidates[np.argsort(-_ring_score(smooth, candidates, unit, _WIDE_RING_COARSE_NORMALS))[:_WIDE_RING_FINALISTS]]
+    else:
+        candidates = np.vstack([start, candidates])
     scores = _ring_score(smooth, candidates, unit)
     best = int(np.argmax(scores))
     return SkullRing(Ellipse(*(float(value) for value in candidates[best])), float(scores[best]))
