@@ -24,6 +24,9 @@ Rows already in ``--out`` are skipped (resumable); the JSON is rewritten after e
     python benchmarks/auto_measure.py --shots 0 5 --seeds 0 1 2 --out benchmarks/results/auto_measure_cpu.json
     python benchmarks/auto_measure.py --shots 5 --seeds 0 --test-images 40 --out /tmp/am.json
     python benchmarks/auto_measure.py --shots 5 --seeds 0 --rescue-below 0 --search-below 0 --out /tmp/am_no_rescue.json
+
+``--reflag FILE`` runs no network: it summarises the rows of an earlier results file again from their stored
+per-image values (rounded to 5 decimals) with the current flag rule at ``--flag-quality``, into ``--out``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import torch
 
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.shape.measure import FLAG_BELOW as FLAG_QUALITY
+from monai_fetal.shape.measure import FLAG_SEARCHED_BELOW as FLAG_SEARCHED_QUALITY
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DICE_FAIL = 0.90
@@ -160,8 +164,7 @@ class Scorer:
         quality, network seconds and whether the automatic prompt searched sub-boxes.
 
         The quality is ``segment``'s, for either prompt: :func:`~monai_fetal.shape.measure.measure_head`'s score of the
-        network's mask at original size with SAM's IoU estimate of its final decode (``SamInferer.last_iou``); a head
-        the automatic prompt searched (``SamInferer.last_searched``) is flagged whatever its quality, as there.
+        network's mask at original size with SAM's IoU estimate of its final decode (``SamInferer.last_iou``).
         """
         from monai.data import decollate_batch, list_data_collate
 
@@ -226,18 +229,21 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndar
     }
 
 
-def summarise(rows: list[dict], flag_quality: float) -> dict:
+def summarise(rows: list[dict], flag_quality: float, searched_quality: float = FLAG_SEARCHED_QUALITY) -> dict:
     """Means and failure counts of per-image rows.
 
     ``dice_*`` score the network's masks; ``written_*`` the masks ``segment`` writes (every head its snapped ellipse),
     and ``written_trusted_only_dice_mean`` those of package 0.4.9, which wrote only unflagged heads as their ellipse.
+    An image is flagged where its quality is below ``flag_quality``, or below ``searched_quality`` where the automatic
+    prompt searched its sub-boxes, as ``segment`` flags since package 0.4.11 (until 0.4.10 a searched image was
+    flagged whatever its quality); ``searched`` counts the searched images.
     """
     dice = np.array([r["dice"] for r in rows])
     quality = np.array([r["quality"] for r in rows])
-    searched = np.array([r.get("searched", False) for r in rows])
+    searched = np.array([bool(r.get("searched", False)) for r in rows])
 
     def flagged_at(threshold: float) -> np.ndarray:
-        return (quality < threshold) | searched
+        return (quality < threshold) | (searched & (quality < max(threshold, searched_quality)))
 
     flagged = flagged_at(flag_quality)
     hd95 = np.array([r["hd95"] for r in rows])
@@ -259,6 +265,7 @@ def summarise(rows: list[dict], flag_quality: float) -> dict:
         "hc_error_snapped_unflagged_mm_mean": float(snapped[~flagged].mean()) if (~flagged).any() else None,
         "share_dice_below_090": float(fail.mean()),
         "flagged": int(flagged.sum()),
+        "searched": int(searched.sum()),
         "unflagged_failures": int((fail & ~flagged).sum()),
         "share_unflagged_failures": float((fail & ~flagged).mean()),
         "dice_flagged": float(dice[flagged].mean()) if flagged.any() else None,
@@ -285,13 +292,13 @@ def rounded(row: dict) -> dict:
     return {key: round(value, PER_IMAGE_DIGITS) if isinstance(value, float) else value for key, value in row.items()}
 
 
-def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float) -> dict:
+def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float, searched_quality: float) -> dict:
     """Per-image scores (rounded for storage) and their summary (of the exact values) for one prompt."""
     rows = []
     for item in items:
         p = scorer.predict(item, prompt)
         rows.append({**image_scores(p.pred, p.label, item, p.image), "quality": p.quality, "seconds": p.seconds, "searched": p.searched})
-    return {"summary": summarise(rows, flag_quality), "per_image": [rounded(row) for row in rows]}
+    return {"summary": summarise(rows, flag_quality, searched_quality), "per_image": [rounded(row) for row in rows]}
 
 
 def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test: list[dict]) -> dict:
@@ -309,9 +316,18 @@ def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test:
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
-        result[prompt] = score(scorer, test, prompt, args.flag_quality)
+        result[prompt] = score(scorer, test, prompt, args.flag_quality, args.flag_searched_quality)
     result["wall_s"] = time.time() - started
     return result
+
+
+def reflagged(results: dict, flag_quality: float, searched_quality: float) -> dict:
+    """``results`` with every row's summaries recomputed from its per-image values, flagged as :func:`summarise` flags."""
+    rows = [
+        {**row, **{prompt: {**row[prompt], "summary": summarise(row[prompt]["per_image"], flag_quality, searched_quality)} for prompt in ("auto", "gt_box")}}
+        for row in results["rows"]
+    ]
+    return {**results, "rows": rows, "reflagged_from": results.get("flag_criterion")}
 
 
 def main() -> None:
@@ -324,11 +340,21 @@ def main() -> None:
     parser.add_argument("--rescue-below", type=float, default=None, help="AutoBoxPrompt's rescue_below (default: the prompt's; 0 = off)")
     parser.add_argument("--search-below", type=float, default=None, help="AutoBoxPrompt's search_below (default: the prompt's; 0 = off)")
     parser.add_argument("--flag-quality", type=float, default=FLAG_QUALITY, help="flag images whose quality is below this")
+    parser.add_argument("--flag-searched-quality", type=float, default=FLAG_SEARCHED_QUALITY, help="flag searched images below this")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", default="/tmp/auto_measure", help="models, caches and pseudo-labels")
+    parser.add_argument("--reflag", type=Path, default=None, help="summarise this results file again at --flag-quality (no network)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     _quiet()
+    criterion = (
+        f"quality < {args.flag_quality}, or < {args.flag_searched_quality} where sub-boxes were searched "
+        "(segment's: measure_head's score of the network's mask)"
+    )
+    if args.reflag is not None:
+        results = reflagged(json.loads(args.reflag.read_text()), args.flag_quality, args.flag_searched_quality)
+        write_json_atomic(args.out, {**results, "flag_criterion": criterion})
+        return
     test = protocol_items(args.data, args.test_images)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}
     results.update(
@@ -338,7 +364,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "machine": platform.machine(),
             "torch": torch.__version__,
-            "flag_criterion": f"quality < {args.flag_quality} (segment's: measure_head's score of the network's mask), or searched",
+            "flag_criterion": criterion,
         }
     )
     done = {(r["shots"], r["seed"], r["unlabelled"], int(r["synthetic"]), r["auto"]["summary"]["images"]) for r in results["rows"]}

@@ -62,10 +62,29 @@ def test_summary_counts_failures_that_the_flag_misses(auto_measure):
     # the other thresholds' trade-off: [flagged, unflagged failures]; 0.94 catches the missed failure at 0.93
     assert summary["flagged_and_unflagged_failures_by_threshold"]["0.93"] == [2, 1]
     assert summary["flagged_and_unflagged_failures_by_threshold"]["0.94"] == [3, 0]
-    rows[2]["searched"] = True  # the automatic prompt doubted this head: flagged whatever its quality, as segment does
-    searched = auto_measure.summarise(rows, flag_quality=0.9)
-    assert searched["flagged"] == 3 and searched["unflagged_failures"] == 0
+    rows[2]["searched"] = True  # the automatic prompt searched this head: flagged below the higher threshold, as segment does
+    searched = auto_measure.summarise(rows, flag_quality=0.9, searched_quality=0.94)
+    assert searched["flagged"] == 3 and searched["unflagged_failures"] == 0 and searched["searched"] == 1
     assert searched["flagged_and_unflagged_failures_by_threshold"]["0.93"] == [3, 0]
+    assert auto_measure.summarise(rows, flag_quality=0.9, searched_quality=0.92)["flagged"] == 2  # 0.93 passes 0.92
+
+
+def test_reflag_summarises_stored_rows_again_without_a_network(auto_measure, tmp_path, monkeypatch):
+    per_image = [
+        {"dice": 0.97, "dice_ellipse": 0.98, "dice_written": 0.98, "hd95": 2.0, "hc_error_mm": 1.0, "hc_error_snapped_mm": 0.5, "quality": 0.93, "seconds": 0.2, "searched": True},
+        {"dice": 0.85, "dice_ellipse": 0.86, "dice_written": 0.88, "hd95": 9.0, "hc_error_mm": 8.0, "hc_error_snapped_mm": 7.0, "quality": 0.95, "seconds": 0.2, "searched": False},
+    ]
+    row = {"shots": 5, "seed": 0, "unlabelled": False, "synthetic": 0, "auto": {"per_image": per_image}, "gt_box": {"per_image": per_image}}
+    stored = tmp_path / "old.json"
+    stored.write_text(json.dumps({"rows": [row], "flag_criterion": "old"}))
+    argv = ["auto_measure.py", "--reflag", str(stored), "--flag-quality", "0.92", "--flag-searched-quality", "0.94", "--out", str(tmp_path / "new.json")]
+    monkeypatch.setattr(sys, "argv", argv)
+    auto_measure.main()
+    new = json.loads((tmp_path / "new.json").read_text())
+    summary = new["rows"][0]["auto"]["summary"]
+    assert new["reflagged_from"] == "old" and "0.94" in new["flag_criterion"]
+    assert summary["flagged"] == 1 and summary["unflagged_failures"] == 1 and summary["searched"] == 1
+    assert new["rows"][0]["auto"]["per_image"] == per_image
 
 
 def test_per_image_rows_are_stored_rounded_and_keep_their_other_values(auto_measure):

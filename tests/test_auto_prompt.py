@@ -201,7 +201,7 @@ def test_the_sub_box_search_cuts_a_leak_down_to_the_head():
     assert searched_network.boxes[-1].shape == (18, 4) and bool(was_searched[0])
     inferer = SamInferer(prompt="box_or_auto", auto_prompt=prompt_searched)
     inferer(_image(), _LeakySam())
-    assert bool(inferer.last_searched[0])  # what segment flags
+    assert bool(inferer.last_searched[0])  # what segment flags below a higher quality
     inferer(_image(), _LeakySam(), boxes=torch.tensor([[30.0, 40.0, 90.0, 100.0]]))
     assert inferer.last_searched is None  # a given box: no automatic prompt
     good = _LeakySam()

@@ -422,17 +422,22 @@ def test_heads_are_written_and_measured_as_the_ellipse_snapped_to_the_skull_edge
             transform(keys="pred", edge_search_px=bad)
 
 
-def test_a_head_the_automatic_prompt_had_to_search_is_flagged() -> None:
+def test_a_searched_head_is_flagged_below_the_higher_threshold() -> None:
     from monai.data import MetaTensor
 
-    from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
+    from monai_fetal.engines.head_measure import PREDICTION_QUALITY_KEY, HeadEllipsed, MeasureHeadd
 
     head, ellipse = _bumpy_head()
     item = {"pred": torch.from_numpy(head), "image": MetaTensor(torch.zeros(1, 800, 540), meta={"filename_or_obj": "scan.png"}), "spacing": math.nan}
-    searched = _LastIou(0.99, searched=True)  # a quality that passes; only the search says "doubtful"
-    ellipsed = HeadEllipsed(keys="pred", inferer=searched)(item)
-    assert np.array_equal(ellipsed["pred"].numpy(), ellipse)
-    out = MeasureHeadd(keys="pred", inferer=searched)({**ellipsed, "pred": ellipsed["pred"][0]})
-    assert out["measurement"].flagged and out["result"]["flagged"] and out["measurement"].quality.score >= 0.92
-    trusted = MeasureHeadd(keys="pred", inferer=_LastIou(0.99, searched=False))({**ellipsed, "pred": ellipsed["pred"][0]})
-    assert not trusted["measurement"].flagged
+    score = HeadEllipsed(keys="pred", inferer=_LastIou(0.99))(item)[PREDICTION_QUALITY_KEY].score
+    for searched, flag_searched_below, flagged in ((False, 0.999, False), (True, 0.999, True), (True, 0.5, False)):
+        inferer = _LastIou(0.99, searched=searched)
+        ellipsed = HeadEllipsed(keys="pred", inferer=inferer)(item)
+        assert np.array_equal(ellipsed["pred"].numpy(), ellipse)
+        measure = MeasureHeadd(keys="pred", inferer=inferer, flag_below=0.5, flag_searched_below=flag_searched_below)
+        out = measure({**ellipsed, "pred": ellipsed["pred"][0]})
+        assert out["measurement"].quality.score == pytest.approx(score) and 0.5 < score < 0.999
+        assert out["measurement"].flagged is flagged and out["result"]["flagged"] is flagged
+        assert out["result"]["searched"] is searched and out["result"]["flag_searched_below"] == flag_searched_below
+    with pytest.raises(ConfigError, match="flag_searched_below"):
+        MeasureHeadd(keys="pred", flag_searched_below=1.5)

@@ -101,7 +101,8 @@ def test_no_prompt_gives_the_head_and_its_measurements(task: BundleInferTask, hc
     assert result["spacing_source"] == "table" and result["mm_per_pixel"] == pytest.approx(spacing, rel=1e-5)
     assert abs(result["hc_mm"] - hc_mm) < 0.1 * hc_mm
     assert result["hc_mm"] == pytest.approx(biometry_from_mask(label > 0, spacing).hc_mm, rel=1e-3)
-    assert result["flagged"] is (result["quality"] < result["flag_below"])
+    threshold = result["flag_searched_below"] if result["searched"] else result["flag_below"]
+    assert result["flagged"] is (result["quality"] < threshold)
     assert 0 < result["quality_terms"]["sam_iou"] < 1  # SAM's IoU estimate reached the measurement
 
 

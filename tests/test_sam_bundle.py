@@ -30,9 +30,10 @@ BUNDLE = bundle_dir("fetal_head_sam")
 # the failures cost today (the trusted heads meet 4 mm below), with room for another CPU's int8 encoder.
 DICE_NO_BOX_FLOOR = 0.93
 HC_NO_BOX_CEILING_MM = 16.0
-# The heads segment trusts (not flagged at flag_below 0.94) meet the 4 mm: 6 of the 20, Dice 0.977 and
-# HC error 1.85 mm (max 4.9 mm), 2 December 2026 (5 of the 20 on an AVX512 CPU: Dice 0.984, 0.85 mm). At least
-# 3 must stay unflagged, so that flagging every head cannot pass.
+# The heads segment trusts meet the 4 mm: with flag_below 0.94 (bundle 0.11.0) 6 of the 20, Dice 0.977 and
+# HC error 1.85 mm (max 4.9 mm), 2 December 2026 (5 of the 20 on an AVX512 CPU: Dice 0.984, 0.85 mm); with 0.92 and
+# 0.93 for searched heads (bundle 0.12.0) 9 of the 20, Dice 0.982 and 2.22 mm (AVX512). At least 3 must stay
+# unflagged, so that flagging every head cannot pass.
 UNFLAGGED_MIN = 3
 UNFLAGGED_DICE_FLOOR = 0.95
 UNFLAGGED_HC_CEILING_MM = 4.0
@@ -56,15 +57,15 @@ def test_metadata_verifies_against_monais_schema():
 def test_flag_below_reaches_the_measuring_transform_and_defaults_to_the_packages_threshold():
     from monai_fetal.bundles import read_bundle_config
     from monai_fetal.engines.head_measure import MeasureHeadd
-    from monai_fetal.shape.measure import FLAG_BELOW
+    from monai_fetal.shape.measure import FLAG_BELOW, FLAG_SEARCHED_BELOW
 
     def thresholds(overrides: dict) -> list[float]:
         parser = read_bundle_config("fetal_head_sam", "inference.json", overrides)
         transforms = parser.get_parsed_content("postprocessing").transforms
-        return [t.flag_below for t in transforms if isinstance(t, MeasureHeadd)]
+        return [(t.flag_below, t.flag_searched_below) for t in transforms if isinstance(t, MeasureHeadd)]
 
-    assert thresholds({}) == [FLAG_BELOW]
-    assert thresholds({"flag_below": 0.5}) == [0.5]
+    assert thresholds({}) == [(FLAG_BELOW, FLAG_SEARCHED_BELOW)]
+    assert thresholds({"flag_below": 0.5, "flag_searched_below": 0.6}) == [(0.5, 0.6)]
 
 
 @pytest.mark.parametrize("configs", ["inference.json", EVALUATE_CONFIGS])
@@ -131,6 +132,7 @@ def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohor
         (EVALUATE_CONFIGS, {"prompt": "box"}, "prompt"),
         (EVALUATE_CONFIGS, {"model_name": "vit_q"}, "name"),
         ("inference.json", {"flag_below": 2.0}, "flag_below"),
+        ("inference.json", {"flag_searched_below": -0.1}, "flag_searched_below"),
         (EVALUATE_CONFIGS, {"edge_search_px": -1.0}, "edge_search_px"),
         (EVALUATE_CONFIGS, {"ring_below": 1.5}, "ring_below"),
         (EVALUATE_CONFIGS, {"wide_ring_ratio": 0.5}, "wide_ring_ratio"),

@@ -89,7 +89,7 @@ class AutoPromptResult(NamedTuple):
     iou: torch.Tensor
     """``[B, 1]``: SAM's IoU estimate of those masks."""
     searched: torch.Tensor
-    """``[B]`` bool: the images whose sub-boxes were searched (step 4), which ``segment`` flags."""
+    """``[B]`` bool: the images whose sub-boxes were searched (step 4), which ``segment`` flags below a higher quality."""
 
 
 @dataclass
@@ -127,8 +127,8 @@ class AutoBoxPrompt:
        locator region and from the field-of-view candidate; the box of best quality is kept.
     4. With a quality still below ``search_below``: each box of :func:`sub_boxes` of the kept box (sides
        ``search_scales`` of its sides, nine places each) is decoded once; the box of best quality is kept.
-       The search changes the box, not the trust: the quality returned is the one before the search, and
-       the result's ``searched`` tells which images were searched, so that ``segment`` flags them.
+       The quality returned is the one before the search, and the result's ``searched`` tells which images
+       were searched.
     5. With a quality after steps 1-3 below ``ring_below``: the ellipse fitted to the kept box's mask is
        moved onto the skull's bright ring (:func:`~monai_fetal.shape.edge.find_skull_ring`, on the
        frame's image), and the box of that ellipse, widened by ``margin``, is returned. The quality returned
@@ -170,14 +170,13 @@ class AutoBoxPrompt:
             5-shot models of seeds 0/1/2 never trained on (50 each, no protocol test image; rescue 0.9
             before it): mean Dice in the SAM frame 0.897 -> 0.916 (per seed +0.024, +0.025, +0.008), the
             same as below 0.94 (0.917); scale 0.5 alone lowered it (0.890); 0.65 or 0.8 alone gave 0.908
-            and 0.906. A best-of-18 quality is biased upwards, so searched heads stay flagged: on the
-            protocol test set, searching below 0.94 and flagging by the quality after the search left 13
-            failures of a 1-shot model unflagged instead of 3.
+            and 0.906. A best-of-18 quality is biased upwards, so ``segment`` flags a searched head below a higher
+            quality (:data:`~monai_fetal.shape.measure.FLAG_SEARCHED_BELOW`; until package 0.4.10, whatever its quality).
         search_scales: side fractions of the sub-boxes.
         ring_below: an image whose quality after steps 1-3 is below this has its final box redrawn on the skull ring
             (step 5), at under 0.1 s more on 2 cores (the ring searches; the ring's box is decoded in place of the kept
             one). 0 (the default here, used by training's validation and self-training) switches it off. The inference
-            bundle uses 0.94 (its flag threshold), chosen on the ``hc18_subset`` images that the 5-shot models of
+            bundle uses 0.94 (its flag threshold until package 0.4.10), chosen on the ``hc18_subset`` images that the 5-shot models of
             seeds 0/1/2 never trained on (no protocol test image; rescue 0.9 and search 0.92 before it). Redrawing
             every image's box: no-box Dice 0.916 -> 0.922 on those three models (per seed 0.922 -> 0.929, 0.918 ->
             0.922, 0.908 -> 0.914), images under 0.90 32 -> 21; with the self-trained models of seeds 0/1 too (250

@@ -26,7 +26,7 @@ from monai_fetal.engines.segment import spacing_of
 from monai_fetal.errors import ConfigError
 from monai_fetal.shape.edge import EDGE_SEARCH_PX
 from monai_fetal.shape.ellipse import ellipse_to_mask
-from monai_fetal.shape.measure import FLAG_BELOW, HeadMeasurement, Quality, measure_head
+from monai_fetal.shape.measure import FLAG_BELOW, FLAG_SEARCHED_BELOW, HeadMeasurement, Quality, measure_head
 
 __all__ = [
     "PREDICTION_QUALITY_KEY",
@@ -57,8 +57,8 @@ def sam_iou_of(inferer: object | None) -> float | None:
 
 
 def searched_of(inferer: object | None) -> bool:
-    """Whether the automatic prompt searched sub-boxes for the last batch's image (``SamInferer.last_searched``):
-    a head it had to search is flagged, whatever the quality of the box it found."""
+    """Whether the automatic prompt searched sub-boxes for the last batch's image (``SamInferer.last_searched``): such a
+    head is flagged below a higher quality (``MeasureHeadd``'s ``flag_searched_below``; until package 0.4.10 always)."""
     searched = getattr(inferer, "last_searched", None)
     return bool(searched is not None and searched.any())
 
@@ -70,15 +70,15 @@ def _number_or_nan(value: object) -> float:
         return math.nan
 
 
-def checked_flag_below(flag_below: float) -> float:
-    """``flag_below`` as a float in [0, 1] (0 flags only heads that were not found, 1 flags every head).
+def checked_flag_below(flag_below: float, name: str = "flag_below") -> float:
+    """``flag_below`` (the option ``name``) as a float in [0, 1] (0 flags only heads that were not found, 1 flags every head).
 
     Raises:
         ConfigError: a value outside [0, 1], or not a number.
     """
     value = _number_or_nan(flag_below)
     if not 0.0 <= value <= 1.0:
-        raise ConfigError("flag_below", flag_below, "a quality in [0, 1] under which a head is flagged")
+        raise ConfigError(name, flag_below, "a quality in [0, 1] under which a head is flagged")
     return value
 
 
@@ -105,13 +105,20 @@ def _edge_image(d: Mapping[Hashable, object], key: str, shape: tuple[int, ...]) 
     return image
 
 
-def result_params(measured: HeadMeasurement, spacing_source: str, flag_below: float) -> dict[str, object]:
-    """The ``measurements.csv`` fields of ``measured`` as JSON values (``None`` where unknown), the
-    quality terms, where the pixel size came from and the flagging threshold."""
+def result_params(
+    measured: HeadMeasurement, spacing_source: str, flag_below: float, flag_searched_below: float, searched: bool
+) -> dict[str, object]:
+    """The ``measurements.csv`` fields of ``measured`` as JSON values (``None`` where unknown), the quality terms, where
+    the pixel size came from, the flagging thresholds and whether the automatic prompt searched sub-boxes."""
     row = measured.row("")
     params: dict[str, object] = {key: float(value) if value != "" else None for key, value in row.items() if key not in ("image", "flagged")}
     params.update(
-        flagged=measured.flagged, quality_terms=measured.quality.to_dict(), spacing_source=spacing_source, flag_below=flag_below
+        flagged=measured.flagged,
+        quality_terms=measured.quality.to_dict(),
+        spacing_source=spacing_source,
+        flag_below=flag_below,
+        flag_searched_below=flag_searched_below,
+        searched=searched,
     )
     return params
 
@@ -135,13 +142,15 @@ class MeasureHeadd(MapTransform):
         measurement_key: where the :class:`HeadMeasurement` goes.
         result_key: where the JSON-ready values go (MONAI Label's result parameters: ``result``).
         flag_below: quality under which a head is flagged for review.
+        flag_searched_below: quality under which a head whose sub-boxes the automatic prompt searched
+            (``SamInferer.last_searched``) is flagged: the best of 18 qualities is biased upwards.
         edge_image_key: the image as read (the mask's size): the measured ellipse of a head whose mask is the
             network's own (without :class:`HeadEllipsed`) is snapped to the skull's outer edge in it, as
             :class:`HeadEllipsed` snaps the ellipse it writes; ``None``: the fitted ellipse as it is.
         edge_search_px: how far from the fitted ellipse the edge is looked for, in pixels (0: no snapping).
 
     Raises:
-        ConfigError: a bad ``flag_below`` or ``edge_search_px``.
+        ConfigError: a bad ``flag_below``, ``flag_searched_below`` or ``edge_search_px``.
         ValueError: the image under ``edge_image_key`` is missing or not the mask's size.
     """
 
@@ -154,6 +163,7 @@ class MeasureHeadd(MapTransform):
         measurement_key: str = "measurement",
         result_key: str = "result",
         flag_below: float = FLAG_BELOW,
+        flag_searched_below: float = FLAG_SEARCHED_BELOW,
         edge_image_key: str | None = None,
         edge_search_px: float = EDGE_SEARCH_PX,
         allow_missing_keys: bool = False,
@@ -163,6 +173,7 @@ class MeasureHeadd(MapTransform):
         self.image_key, self.spacing_key = image_key, spacing_key
         self.measurement_key, self.result_key = measurement_key, result_key
         self.flag_below = checked_flag_below(flag_below)
+        self.flag_searched_below = checked_flag_below(flag_searched_below, "flag_searched_below")
         self.edge_image_key = edge_image_key
         self.edge_search_px = checked_edge_search_px(edge_search_px)
 
@@ -195,10 +206,10 @@ class MeasureHeadd(MapTransform):
             measured = measure_head(mask, spacing, sam_iou_of(self.inferer), reduction, self.flag_below, edge, self.edge_search_px)
             if ellipsed:  # score the network's mask, not its ellipse
                 measured = dataclasses.replace(measured, quality=quality, flagged=measured.biometry is None or quality.score < self.flag_below)
-            if searched:
+            if searched and measured.quality.score < self.flag_searched_below:
                 measured = dataclasses.replace(measured, flagged=True)
             d[self.measurement_key] = measured
-            d[self.result_key] = result_params(measured, source, self.flag_below)
+            d[self.result_key] = result_params(measured, source, self.flag_below, self.flag_searched_below, searched)
         return d
 
 

@@ -30,7 +30,7 @@ class SamInferer(Inferer):
 
     After each call, ``last_iou`` holds SAM's IoU estimate of each returned mask (``[B, K]``), which
     ``segment`` uses in its quality score, and ``last_searched`` which images the automatic prompt
-    searched (``[B]`` bool, ``None`` when it did not run), which ``segment`` flags.
+    searched (``[B]`` bool, ``None`` when it did not run), which ``segment`` flags below a higher quality.
     """
 
     def __init__(self, prompt: str = "gt_box", auto_prompt: AutoBoxPrompt | None = None) -> None:
