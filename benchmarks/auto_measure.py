@@ -26,7 +26,8 @@ Rows already in ``--out`` are skipped (resumable); the JSON is rewritten after e
     python benchmarks/auto_measure.py --shots 5 --seeds 0 --rescue-below 0 --search-below 0 --out /tmp/am_no_rescue.json
 
 ``--reflag FILE`` runs no network: it summarises the rows of an earlier results file again from their stored
-per-image values (rounded to 5 decimals) with the current flag rule at ``--flag-quality``, into ``--out``.
+per-image values (rounded to 5 decimals) with the current flag rule (``--flag-quality``, ``--flag-searched-quality``),
+into ``--out``.
 """
 
 from __future__ import annotations
@@ -343,7 +344,7 @@ def main() -> None:
     parser.add_argument("--flag-searched-quality", type=float, default=FLAG_SEARCHED_QUALITY, help="flag searched images below this")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", default="/tmp/auto_measure", help="models, caches and pseudo-labels")
-    parser.add_argument("--reflag", type=Path, default=None, help="summarise this results file again at --flag-quality (no network)")
+    parser.add_argument("--reflag", type=Path, default=None, help="summarise this results file again with the flag thresholds (no network)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     _quiet()
