@@ -42,6 +42,7 @@ def time_segment(images: list[Path], checkpoint: Path | None, out: Path) -> dict
     from ignite.engine import Events
 
     from monai_fetal.bundles import read_bundle_config
+    from monai_fetal.engines.head_measure import searched_of
     from monai_fetal.engines.segment import MANIFEST_NAME
 
     overrides = {"images": [str(p) for p in images], "output_dir": str(out), "checkpoint": str(checkpoint) if checkpoint else None}
@@ -55,7 +56,7 @@ def time_segment(images: list[Path], checkpoint: Path | None, out: Path) -> dict
         start = time.perf_counter()
         result = network_call(*args, **kwargs)
         networks.append(time.perf_counter() - start)
-        searched.append(bool(inferer.last_searched is not None and inferer.last_searched.any()))
+        searched.append(searched_of(inferer))
         return result
 
     evaluator.inferer = timed_network  # the same SamInferer, timed; the postprocessing reads its last_iou as before
