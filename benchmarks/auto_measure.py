@@ -302,18 +302,23 @@ def score(scorer: Scorer, items: list[dict], prompt: str, flag_quality: float, s
     return {"summary": summarise(rows, flag_quality, searched_quality), "per_image": [rounded(row) for row in rows]}
 
 
-def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test: list[dict]) -> dict:
-    """Train (when ``shots`` > 0) and score one row."""
+def row_scorer(args, shots: int, seed: int, unlabelled: bool, synthetic: int) -> tuple[Path, Scorer]:
+    """The row's model folder under ``--work`` and its :class:`Scorer` (the model is fine-tuned first when missing)."""
     work = Path(args.work)
     name = f"k{shots}_s{seed}" + (f"_syn{synthetic}" if synthetic else "") + ("_u" if unlabelled else "")
     cache = work / "embedding_cache"
-    started = time.time()
     checkpoint = None if shots == 0 else finetune(work / name, shots, seed, args.data, cache, unlabelled, synthetic)
+    settings = {"rescue_below": args.rescue_below, "search_below": args.search_below}
+    return work / name, Scorer(checkpoint, cache, work / "eval", {key: value for key, value in settings.items() if value is not None})
+
+
+def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test: list[dict]) -> dict:
+    """Train (when ``shots`` > 0) and score one row."""
+    started = time.time()
+    model_dir, scorer = row_scorer(args, shots, seed, unlabelled, synthetic)
     info = {}
     if unlabelled:
-        info = {"self_training": json.loads((work / name / "self_training.json").read_text())}
-    settings = {"rescue_below": args.rescue_below, "search_below": args.search_below}
-    scorer = Scorer(checkpoint, cache, work / "eval", {key: value for key, value in settings.items() if value is not None})
+        info = {"self_training": json.loads((model_dir / "self_training.json").read_text())}
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
@@ -331,6 +336,19 @@ def reflagged(results: dict, flag_quality: float, searched_quality: float) -> di
     return {**results, "rows": rows, "reflagged_from": results.get("flag_criterion")}
 
 
+def rescore_gt_box(args, results: dict) -> None:
+    """Score the ground-truth-box prompt of every row of ``results`` again with today's inference path, writing ``--out``
+    after each row; the rows' models must be in ``--work``. The no-box results are kept: for changes that touch only a
+    given box's path (such as :class:`~monai_fetal.engines.crop_refine.CropRefined`)."""
+    test = protocol_items(args.data, results["test_images"])
+    for index, row in enumerate(results["rows"]):
+        _, scorer = row_scorer(args, row["shots"], row["seed"], row["unlabelled"], int(row["synthetic"]))
+        results["rows"][index] = {**row, "gt_box": score(scorer, test, "gt_box", args.flag_quality, args.flag_searched_quality)}
+        write_json_atomic(args.out, {**results, "gt_box_rescored_from": str(args.rescore_gt_box)})
+        b = results["rows"][index]["gt_box"]["summary"]
+        print(f"k={row['shots']} seed={row['seed']} unlabelled={row['unlabelled']}: gt box Dice {b['dice_mean']:.4f}, HC error written {b['hc_error_snapped_mm_mean']:.2f} mm", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shots", type=int, nargs="+", default=[0, 1, 5])
@@ -345,6 +363,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", default="/tmp/auto_measure", help="models, caches and pseudo-labels")
     parser.add_argument("--reflag", type=Path, default=None, help="summarise this results file again with the flag thresholds (no network)")
+    parser.add_argument("--rescore-gt-box", type=Path, default=None, help="score this results file's ground-truth-box rows again (models in --work)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     _quiet()
@@ -355,6 +374,9 @@ def main() -> None:
     if args.reflag is not None:
         results = reflagged(json.loads(args.reflag.read_text()), args.flag_quality, args.flag_searched_quality)
         write_json_atomic(args.out, {**results, "flag_criterion": criterion})
+        return
+    if args.rescore_gt_box is not None:
+        rescore_gt_box(args, json.loads(args.rescore_gt_box.read_text()))
         return
     test = protocol_items(args.data, args.test_images)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}

@@ -87,6 +87,26 @@ def test_reflag_summarises_stored_rows_again_without_a_network(auto_measure, tmp
     assert new["rows"][0]["auto"]["per_image"] == per_image
 
 
+def test_rescore_gt_box_replaces_only_the_ground_truth_box_results_of_each_row(auto_measure, tmp_path, monkeypatch):
+    rows = [
+        {"shots": shots, "seed": 0, "unlabelled": False, "synthetic": 0, "auto": {"summary": {"images": 2}, "per_image": ["kept"]}, "gt_box": {"per_image": ["old"]}}
+        for shots in (0, 5)
+    ]
+    stored = tmp_path / "old.json"
+    stored.write_text(json.dumps({"rows": rows, "test_images": 2}))
+    scored = []
+    monkeypatch.setattr(auto_measure, "protocol_items", lambda data, count: [{"id": f"{i:03d}_HC"} for i in range(count)])
+    monkeypatch.setattr(auto_measure, "row_scorer", lambda args, shots, seed, unlabelled, synthetic: (tmp_path, f"model k{shots}"))
+    monkeypatch.setattr(auto_measure, "score", lambda scorer, items, prompt, *flags: scored.append((scorer, len(items), prompt)) or {"summary": {"dice_mean": 0.9, "hc_error_snapped_mm_mean": 2.0}, "per_image": ["new"]})
+    monkeypatch.setattr(sys, "argv", ["auto_measure.py", "--rescore-gt-box", str(stored), "--out", str(tmp_path / "new.json")])
+    auto_measure.main()
+    new = json.loads((tmp_path / "new.json").read_text())
+    assert scored == [("model k0", 2, "gt_box"), ("model k5", 2, "gt_box")]
+    assert [row["gt_box"]["per_image"] for row in new["rows"]] == [["new"], ["new"]]
+    assert [row["auto"]["per_image"] for row in new["rows"]] == [["kept"], ["kept"]]
+    assert new["gt_box_rescored_from"] == str(stored)
+
+
 def test_per_image_rows_are_stored_rounded_and_keep_their_other_values(auto_measure):
     row = {"id": "001_HC", "dice": 0.931432843208313, "hd95": math.nan, "searched": True, "images": 3}
     stored = auto_measure.rounded(row)

@@ -84,6 +84,22 @@ def test_the_ellipse_is_snapped_to_the_image_as_read_by_default(configs):
     assert type(loaded).__name__ == "LoadGreyscaled" and copied.names == ("image_as_read",)
 
 
+@pytest.mark.parametrize("configs", ["inference.json", EVALUATE_CONFIGS])
+def test_a_given_box_is_decoded_again_in_a_crop_with_the_inference_network_and_inferer(configs):
+    """``crop_margin`` reaches ``CropRefined``, which sits between the inverse framing and the threshold and uses the
+    config's own network and inferer (the inferer's given boxes are its prompts)."""
+    from monai_fetal.bundles import read_bundle_config
+    from monai_fetal.engines.crop_refine import CROP_MARGIN, CropRefined
+
+    for overrides, margin in (({}, CROP_MARGIN), ({"crop_margin": 0.4}, 0.4)):
+        parser = read_bundle_config("fetal_head_sam", configs, overrides)
+        names = [type(t).__name__ for t in parser.get_parsed_content("postprocessing").transforms]
+        assert names.index("Invertd") + 1 == names.index("CropRefined") == names.index("AsDiscreted") - 1
+        (crop,) = [t for t in parser.get_parsed_content("postprocessing").transforms if isinstance(t, CropRefined)]
+        assert crop.margin == margin and crop.image_key == "image_as_read"
+        assert crop.network is parser.get_parsed_content("network") and crop.inferer is parser.get_parsed_content("inferer")
+
+
 def test_network_input_output_shapes_match_metadata():
     verify_net_in_out(
         net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "inference.json")
@@ -136,6 +152,7 @@ def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohor
         (EVALUATE_CONFIGS, {"edge_search_px": -1.0}, "edge_search_px"),
         (EVALUATE_CONFIGS, {"ring_below": 1.5}, "ring_below"),
         (EVALUATE_CONFIGS, {"wide_ring_ratio": 0.5}, "wide_ring_ratio"),
+        (EVALUATE_CONFIGS, {"crop_margin": -0.5}, "crop_margin"),
     ],
 )
 def test_bad_config_values_are_refused_by_name(phantom_cohort, tmp_path, config, overrides, match):

@@ -31,7 +31,7 @@ from scipy import ndimage
 from monai_fetal.errors import ConfigError
 from monai_fetal.shape.edge import SkullRing, find_skull_ring
 from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
-from monai_fetal.transforms.box import box_from_mask, field_of_view_box
+from monai_fetal.transforms.box import box_from_mask, field_of_view_box, widen_box
 
 WIDE_RING_QUALITY_TOLERANCE = 0.03
 """How much lower than the near ring's mask quality the wide ring's may be and still win (step 5 of :class:`AutoBoxPrompt`)."""
@@ -105,12 +105,6 @@ class _Decoded:
     def quality(self) -> float:
         """:func:`mask_quality` of the mask, computed once and only where a step compares it (not for each refinement)."""
         return mask_quality(self.mask, float(self.iou[0]))
-
-
-def _widen(box: torch.Tensor, fraction: float, limit: torch.Tensor) -> torch.Tensor:
-    size = torch.stack([box[2] - box[0], box[3] - box[1]]).repeat(2)
-    wider = box + fraction * size * torch.tensor([-1.0, -1.0, 1.0, 1.0])
-    return torch.minimum(torch.clamp(wider, min=0.0), limit)
 
 
 class AutoBoxPrompt:
@@ -245,7 +239,7 @@ class AutoBoxPrompt:
     def _start_boxes(self, image: torch.Tensor) -> torch.Tensor:
         view = field_of_view_box(image)
         limit = torch.tensor([image.shape[-1] - 1.0, image.shape[-2] - 1.0]).repeat(2)
-        return torch.stack([_widen(view, -s, limit) for s in self.shrink])
+        return torch.stack([widen_box(view, -s, limit) for s in self.shrink])
 
     def _best_candidate(self, network, embedding: torch.Tensor, starts: torch.Tensor, view_area: float) -> np.ndarray:
         """The field-of-view candidate mask with the best score."""
@@ -323,7 +317,7 @@ class AutoBoxPrompt:
 
     def _on(self, network, embedding: torch.Tensor, ring: SkullRing, limit: torch.Tensor) -> _Decoded:
         """The box of ``ring``'s ellipse, widened by ``margin``, decoded."""
-        return self._decoded(network, embedding, _widen(ellipse_box(ring.ellipse), self.margin, limit)[None])[0]
+        return self._decoded(network, embedding, widen_box(ellipse_box(ring.ellipse), self.margin, limit)[None])[0]
 
     @torch.no_grad()
     def segment(self, network, images: torch.Tensor, embeddings: torch.Tensor | None = None) -> AutoPromptResult:
@@ -375,4 +369,4 @@ class AutoBoxPrompt:
         if self.ellipse_boxes and component.sum() >= 50:  # the ellipse's box within the mask's: cut leaks, never grow
             fitted = ellipse_box(fit_ellipse_to_mask(component))
             box = torch.cat([torch.maximum(box[:2], fitted[:2]), torch.minimum(box[2:], fitted[2:])])
-        return _widen(box, self.margin, limit)
+        return widen_box(box, self.margin, limit)

@@ -30,7 +30,10 @@ class SamInferer(Inferer):
 
     After each call, ``last_iou`` holds SAM's IoU estimate of each returned mask (``[B, K]``), which
     ``segment`` uses in its quality score, and ``last_searched`` which images the automatic prompt
-    searched (``[B]`` bool, ``None`` when it did not run), which ``segment`` flags below a higher quality.
+    searched (``[B]`` bool, ``None`` when it did not run), which ``segment`` flags below a higher quality, and
+    ``last_boxes`` the given box of each returned mask in the frame (``[B, 4]``; ``None`` where the automatic prompt
+    chose the boxes, and for ``gt_box+auto``), which :class:`~monai_fetal.engines.crop_refine.CropRefined` decodes again
+    in a crop of the image.
     """
 
     def __init__(self, prompt: str = "gt_box", auto_prompt: AutoBoxPrompt | None = None) -> None:
@@ -39,6 +42,7 @@ class SamInferer(Inferer):
         self.auto_prompt = auto_prompt or AutoBoxPrompt()
         self.last_iou: torch.Tensor | None = None
         self.last_searched: torch.Tensor | None = None
+        self.last_boxes: torch.Tensor | None = None
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, boxes: torch.Tensor | None = None, **kwargs):
         """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]`` (``[B, 2, S, S]`` for ``gt_box+auto``)."""
@@ -47,7 +51,7 @@ class SamInferer(Inferer):
         if self.prompt.startswith("gt_box") and boxes is None:
             raise ValueError(f"prompt '{self.prompt}' needs a 'box' in each batch: give masks to compute it from, or use 'auto'")
         embeddings = network.encode(inputs)  # once: the automatic prompt and the final decode share it
-        self.last_searched = None
+        self.last_searched = self.last_boxes = None
         if self.prompt == "gt_box+auto":
             auto = self.auto_prompt.segment(network, inputs, embeddings)
             boxed, boxed_iou = network.decode(embeddings, boxes, return_iou=True)
@@ -58,6 +62,7 @@ class SamInferer(Inferer):
             self.last_iou, self.last_searched = auto.iou, auto.searched
             return auto.logits
         logits, self.last_iou = network.decode(embeddings, boxes, return_iou=True)
+        self.last_boxes = boxes
         return logits
 
 

@@ -1,7 +1,7 @@
 """MONAI dictionary transforms that MONAI lacks: greyscale, outline filling, box prompts, the SAM frame,
 fast binary hole filling, loading as prepare stores images, prompts from an image viewer."""
 
-from monai_fetal.transforms.box import BoxFromMaskd, ScaleBoxd, box_from_mask, field_of_view_box
+from monai_fetal.transforms.box import BoxFromMaskd, ScaleBoxd, box_from_mask, field_of_view_box, widen_box
 from monai_fetal.transforms.greyscale import Greyscaled
 from monai_fetal.transforms.holes import FillBinaryHolesd, fill_binary_holes
 from monai_fetal.transforms.load import LoadGreyscaled
@@ -23,4 +23,5 @@ __all__ = [
     "box_from_mask",
     "field_of_view_box",
     "fill_binary_holes",
+    "widen_box",
 ]

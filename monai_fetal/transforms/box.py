@@ -9,7 +9,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
-__all__ = ["box_from_mask", "field_of_view_box", "BoxFromMaskd", "ScaleBoxd"]
+__all__ = ["box_from_mask", "field_of_view_box", "widen_box", "BoxFromMaskd", "ScaleBoxd"]
 
 
 def box_from_mask(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -27,6 +27,14 @@ def box_from_mask(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
     if len(rows) == 0:
         raise ValueError("cannot take a box from an empty mask")
     return torch.tensor([cols[0], rows[0], cols[-1], rows[-1]], dtype=torch.float32)
+
+
+def widen_box(box: torch.Tensor, fraction: float, limit: torch.Tensor) -> torch.Tensor:
+    """``box`` ``[x0, y0, x1, y1]`` with each side moved out by ``fraction`` of its width or height (in when negative),
+    clipped to ``[0, limit]`` (``limit``: ``[x_max, y_max, x_max, y_max]``)."""
+    size = torch.stack([box[2] - box[0], box[3] - box[1]]).repeat(2)
+    wider = box + fraction * size * torch.tensor([-1.0, -1.0, 1.0, 1.0])
+    return torch.minimum(torch.clamp(wider, min=0.0), limit)
 
 
 def field_of_view_box(image: torch.Tensor, threshold: float = 0.02) -> torch.Tensor:
