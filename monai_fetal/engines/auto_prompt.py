@@ -90,6 +90,9 @@ class AutoPromptResult(NamedTuple):
     """``[B, 1]``: SAM's IoU estimate of those masks."""
     searched: torch.Tensor
     """``[B]`` bool: the images whose sub-boxes were searched (step 4), which ``segment`` flags below a higher quality."""
+    located: torch.Tensor | None = None
+    """``[B, 4]``: the trained locator's head box in the frame (step 1; NaN where there is none), which
+    :class:`~monai_fetal.engines.zoomed_prompt.ZoomedPromptd` zooms into."""
 
 
 @dataclass
@@ -272,10 +275,13 @@ class AutoBoxPrompt:
         view_area = float((view[2] - view[0] + 1) * (view[3] - view[1] + 1))
         return self._box_of(self._best_candidate(network, embedding[None], starts, view_area), view, limit)
 
-    def _start_box(self, network, image: torch.Tensor, embedding: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
-        """The trained locator's head box, else the best field-of-view candidate's box."""
+    def _start_box(self, network, image: torch.Tensor, embedding: torch.Tensor, limit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The start box and the trained locator's head box (NaN where there is none, and the start is the best
+        field-of-view candidate's box)."""
         head = self.located_head(network, embedding) if bool(network.locator.trained) else None
-        return box_from_mask(head) if head is not None else self._field_of_view_box(network, image, embedding, limit)
+        if head is None:
+            return self._field_of_view_box(network, image, embedding, limit), torch.full((4,), math.nan)
+        return box_from_mask(head), box_from_mask(head)
 
     def _rescue_boxes(self, network, image: torch.Tensor, embedding: torch.Tensor, limit: torch.Tensor) -> list[torch.Tensor]:
         """Other start boxes for an image whose quality is low: the looser locator region and the field-of-view candidate."""
@@ -333,9 +339,11 @@ class AutoBoxPrompt:
             embeddings = network.encode(images)
         limit = torch.tensor([images.shape[-1] - 1.0, images.shape[-2] - 1.0]).repeat(2)
         located = bool(network.locator.trained)
-        kept_per_image, qualities, searched = [], [], []
+        kept_per_image, qualities, searched, heads = [], [], [], []
         for image, embedding in zip(images, embeddings):
-            kept = self._refined(network, embedding, self._start_box(network, image, embedding, limit), limit)
+            start, head = self._start_box(network, image, embedding, limit)
+            heads.append(head)
+            kept = self._refined(network, embedding, start, limit)
             if located and kept.quality < self.rescue_below:
                 rescued = (self._refined(network, embedding, start, limit) for start in self._rescue_boxes(network, image, embedding, limit))
                 kept = max([kept, *rescued], key=lambda candidate: candidate.quality)
@@ -354,6 +362,7 @@ class AutoBoxPrompt:
             logits=torch.stack([kept.logits for kept in kept_per_image]),
             iou=torch.stack([kept.iou for kept in kept_per_image]),
             searched=torch.tensor(searched),
+            located=torch.stack(heads),
         )
 
     def prompt(self, network, images: torch.Tensor, embeddings: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ so that the head fills most of the frame, decodes the box there, and puts the cr
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
 import torch
 from monai.config import KeysCollection
@@ -21,10 +21,27 @@ from monai_fetal.shape.measure import MIN_HEAD_PIXELS
 from monai_fetal.transforms.box import widen_box
 from monai_fetal.transforms.sam_frame import SamFramed
 
-__all__ = ["CROP_MARGIN", "CropRefined", "checked_crop_margin"]
+__all__ = ["CROP_MARGIN", "CropRefined", "checked_crop_margin", "crop_probabilities"]
 
 CROP_MARGIN = 0.25
 """How far the crop reaches beyond the head's box, as a fraction of the box's width or height (see :class:`CropRefined`)."""
+
+
+def crop_probabilities(
+    frame: SamFramed, image: torch.Tensor, corners: tuple[int, int, int, int], logits_of: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """Head probabilities ``[1, W, H]`` at ``image``'s size (``[1, W, H]``) from a crop of it, 0 outside the crop.
+
+    The crop ``image[:, x0 : x1 + 1, y0 : y1 + 1]`` (``corners`` ``(x0, y0, x1, y1)``, x along W) is framed by ``frame``,
+    ``logits_of`` maps the framed crop ``[3, S, S]`` to mask logits ``[1, S, S]``, and ``frame``'s own inverse maps them
+    back to the crop's size.
+    """
+    x0, y0, x1, y1 = corners
+    framed = frame({"image": image[:, x0 : x1 + 1, y0 : y1 + 1]})["image"]
+    logits = MetaTensor(logits_of(framed).float().cpu(), meta=framed.meta, applied_operations=framed.applied_operations)
+    probabilities = torch.zeros_like(image)
+    probabilities[:, x0 : x1 + 1, y0 : y1 + 1] = torch.sigmoid(torch.as_tensor(frame.inverse({"image": logits})["image"]))
+    return probabilities
 
 
 def checked_crop_margin(margin: float) -> float:
@@ -103,15 +120,13 @@ class CropRefined(MapTransform):
         crop = widen_box(box, self.margin, limit)
         x0, y0 = crop[:2].floor().int().tolist()
         x1, y1 = crop[2:].ceil().int().tolist()
-        framed = self.frame({"image": image[:, x0 : x1 + 1, y0 : y1 + 1]})["image"]
         prompt = (box - torch.tensor([x0, y0, x0, y0])) * (self.frame.frame_size / max(x1 - x0 + 1, y1 - y0 + 1))
         device = next(self.network.parameters()).device
-        logits = self.network.decode(self.network.encode(framed[None].to(device)), prompt[None].to(device))
-        framed_logits = MetaTensor(logits[0].float().cpu(), meta=framed.meta, applied_operations=framed.applied_operations)
-        in_crop = self.frame.inverse({"image": framed_logits})["image"]
-        probabilities = torch.zeros_like(image)
-        probabilities[:, x0 : x1 + 1, y0 : y1 + 1] = torch.sigmoid(torch.as_tensor(in_crop))
-        return probabilities
+
+        def logits_of(framed: torch.Tensor) -> torch.Tensor:
+            return self.network.decode(self.network.encode(framed[None].to(device)), prompt[None].to(device))[0]
+
+        return crop_probabilities(self.frame, image, (x0, y0, x1, y1), logits_of)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -33,7 +33,9 @@ class SamInferer(Inferer):
     searched (``[B]`` bool, ``None`` when it did not run), which ``segment`` flags below a higher quality, and
     ``last_boxes`` the given box of each returned mask in the frame (``[B, 4]``; ``None`` where the automatic prompt
     chose the boxes, and for ``gt_box+auto``), which :class:`~monai_fetal.engines.crop_refine.CropRefined` decodes again
-    in a crop of the image.
+    in a crop of the image, and ``last_located`` the automatic prompt's locator boxes (``[B, 4]`` in the frame, NaN
+    where there is none; ``None`` where it did not run), which :class:`~monai_fetal.engines.zoomed_prompt.ZoomedPromptd`
+    zooms into.
     """
 
     def __init__(self, prompt: str = "gt_box", auto_prompt: AutoBoxPrompt | None = None) -> None:
@@ -43,6 +45,7 @@ class SamInferer(Inferer):
         self.last_iou: torch.Tensor | None = None
         self.last_searched: torch.Tensor | None = None
         self.last_boxes: torch.Tensor | None = None
+        self.last_located: torch.Tensor | None = None
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, boxes: torch.Tensor | None = None, **kwargs):
         """Mask logits ``[B, 1, S, S]`` for images ``[B, 3, S, S]`` (``[B, 2, S, S]`` for ``gt_box+auto``)."""
@@ -51,7 +54,7 @@ class SamInferer(Inferer):
         if self.prompt.startswith("gt_box") and boxes is None:
             raise ValueError(f"prompt '{self.prompt}' needs a 'box' in each batch: give masks to compute it from, or use 'auto'")
         embeddings = network.encode(inputs)  # once: the automatic prompt and the final decode share it
-        self.last_searched = self.last_boxes = None
+        self.last_searched = self.last_boxes = self.last_located = None
         if self.prompt == "gt_box+auto":
             auto = self.auto_prompt.segment(network, inputs, embeddings)
             boxed, boxed_iou = network.decode(embeddings, boxes, return_iou=True)
@@ -59,7 +62,7 @@ class SamInferer(Inferer):
             return torch.cat([boxed, auto.logits], dim=1)
         if self.prompt == "auto" or boxes is None:
             auto = self.auto_prompt.segment(network, inputs, embeddings)  # the masks of its boxes, decoded as it chose them
-            self.last_iou, self.last_searched = auto.iou, auto.searched
+            self.last_iou, self.last_searched, self.last_located = auto.iou, auto.searched, auto.located
             return auto.logits
         logits, self.last_iou = network.decode(embeddings, boxes, return_iou=True)
         self.last_boxes = boxes
