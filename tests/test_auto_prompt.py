@@ -90,6 +90,7 @@ def test_quality_is_the_iou_estimate_times_the_ellipse_agreement():
     result = AutoBoxPrompt(refinements=0).segment(network, _image())
     assert torch.equal(result.boxes, boxes) and torch.equal(result.quality, quality)
     assert torch.equal(result.logits, network.logits.expand(1, 1, SIZE, SIZE)) and torch.equal(result.iou, torch.tensor([[0.8]]))
+    assert torch.isnan(result.located).all()  # no trained locator: no locator box
 
 
 def test_bad_settings_are_refused():
@@ -128,6 +129,8 @@ def test_the_inferer_returns_the_masks_the_prompt_decoded_without_decoding_them_
     logits = inferer(_image(), network)
     assert len(network.boxes) == 2  # the start and one refinement, whose mask is the output
     assert torch.equal(logits, network.logits.expand(1, 1, SIZE, SIZE)) and torch.equal(inferer.last_iou, torch.tensor([[0.9]]))
+    assert torch.equal(inferer.last_located, torch.tensor([[40.0, 55.0, 79.0, 84.0]]))  # the locator's head box, for the zoom
+    assert inferer.last_boxes is None  # no given box: CropRefined leaves the head alone
 
 
 class _DecoySam(_LocatedSam):
@@ -193,7 +196,7 @@ def test_the_sub_box_search_cuts_a_leak_down_to_the_head():
     assert torch.equal(leaked[0], box_from_mask(network.leak))  # search off: the leak's box
     searched_network = _LeakySam()
     prompt_searched = AutoBoxPrompt(refinements=1, margin=0.0, search_below=0.95)
-    searched, quality, _, _, was_searched = prompt_searched.segment(searched_network, _image())
+    searched, quality, _, _, was_searched, _ = prompt_searched.segment(searched_network, _image())
     assert len(searched_network.boxes[-1]) == 18  # one batched decode of 9 sub-boxes at each of the two scales
     assert any(torch.equal(searched[0], box) for box in sub_boxes(leaked[0], (0.65, 0.8)))
     assert float(searched[0, 2]) <= 95  # a box that holds the head alone

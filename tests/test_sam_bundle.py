@@ -85,19 +85,24 @@ def test_the_ellipse_is_snapped_to_the_image_as_read_by_default(configs):
 
 
 @pytest.mark.parametrize("configs", ["inference.json", EVALUATE_CONFIGS])
-def test_a_given_box_is_decoded_again_in_a_crop_with_the_inference_network_and_inferer(configs):
-    """``crop_margin`` reaches ``CropRefined``, which sits between the inverse framing and the threshold and uses the
-    config's own network and inferer (the inferer's given boxes are its prompts)."""
+def test_the_zoom_and_the_crop_run_after_the_inverse_framing_with_the_inference_network_and_inferer(configs):
+    """``zoom_below`` reaches ``ZoomedPromptd`` and ``crop_margin`` ``CropRefined``; both sit between the inverse
+    framing and the threshold and use the config's own network and inferer (its locator boxes and given boxes)."""
     from monai_fetal.bundles import read_bundle_config
     from monai_fetal.engines.crop_refine import CROP_MARGIN, CropRefined
+    from monai_fetal.engines.zoomed_prompt import ZOOM_BELOW, ZoomedPromptd
 
-    for overrides, margin in (({}, CROP_MARGIN), ({"crop_margin": 0.4}, 0.4)):
+    for overrides, margin, below in (({}, CROP_MARGIN, ZOOM_BELOW), ({"crop_margin": 0.4, "zoom_below": 0.5}, 0.4, 0.5)):
         parser = read_bundle_config("fetal_head_sam", configs, overrides)
-        names = [type(t).__name__ for t in parser.get_parsed_content("postprocessing").transforms]
-        assert names.index("Invertd") + 1 == names.index("CropRefined") == names.index("AsDiscreted") - 1
-        (crop,) = [t for t in parser.get_parsed_content("postprocessing").transforms if isinstance(t, CropRefined)]
-        assert crop.margin == margin and crop.image_key == "image_as_read"
-        assert crop.network is parser.get_parsed_content("network") and crop.inferer is parser.get_parsed_content("inferer")
+        transforms = parser.get_parsed_content("postprocessing").transforms
+        names = [type(t).__name__ for t in transforms]
+        start = names.index("Invertd")
+        assert names[start : start + 4] == ["Invertd", "ZoomedPromptd", "CropRefined", "AsDiscreted"]
+        zoom, crop = transforms[start + 1], transforms[start + 2]
+        assert isinstance(zoom, ZoomedPromptd) and isinstance(crop, CropRefined)
+        assert (zoom.below, crop.margin, zoom.image_key, crop.image_key) == (below, margin, "image_as_read", "image_as_read")
+        for step in (zoom, crop):
+            assert step.network is parser.get_parsed_content("network") and step.inferer is parser.get_parsed_content("inferer")
 
 
 def test_network_input_output_shapes_match_metadata():
@@ -153,6 +158,7 @@ def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohor
         (EVALUATE_CONFIGS, {"ring_below": 1.5}, "ring_below"),
         (EVALUATE_CONFIGS, {"wide_ring_ratio": 0.5}, "wide_ring_ratio"),
         (EVALUATE_CONFIGS, {"crop_margin": -0.5}, "crop_margin"),
+        ("inference.json", {"zoom_below": 1.5}, "zoom_below"),
     ],
 )
 def test_bad_config_values_are_refused_by_name(phantom_cohort, tmp_path, config, overrides, match):
