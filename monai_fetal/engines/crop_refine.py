@@ -21,7 +21,7 @@ from monai_fetal.shape.measure import MIN_HEAD_PIXELS
 from monai_fetal.transforms.box import widen_box
 from monai_fetal.transforms.sam_frame import SamFramed
 
-__all__ = ["CROP_MARGIN", "CropRefined", "checked_crop_margin", "crop_probabilities"]
+__all__ = ["CROP_MARGIN", "CropRefined", "ImageCropTransform", "checked_crop_margin", "crop_probabilities"]
 
 CROP_MARGIN = 0.25
 """How far the crop reaches beyond the head's box, as a fraction of the box's width or height (see :class:`CropRefined`)."""
@@ -51,7 +51,52 @@ def checked_crop_margin(margin: float) -> float:
     return float(margin)
 
 
-class CropRefined(MapTransform):
+class ImageCropTransform(MapTransform):
+    """Base of the postprocessing steps that run the network again on a crop of the image as read.
+
+    Holds the inference's network and inferer, the key of the image as read and a :class:`SamFramed` for crops;
+    reads a box of the last batch's one image from the inferer, and checks the image.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, network: torch.nn.Module, inferer: object, image_key: str, frame_size: int, allow_missing_keys: bool
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.network = network
+        self.inferer = inferer
+        self.image_key = image_key
+        self.frame = SamFramed("image", frame_size)
+
+    def _last_box(self, attribute: str, shape: tuple[int, int]) -> torch.Tensor | None:
+        """The inferer's box under ``attribute`` (``[1, 4]`` in the frame) in an image of ``shape`` ``(W, H)`` (x along
+        W, clipped to it); ``None`` where the inferer has none (``None``, or NaN for an image without one)."""
+        boxes = getattr(self.inferer, attribute, None)
+        if boxes is None:
+            return None
+        if boxes.shape[0] != 1:
+            raise ConfigError("batch_size", boxes.shape[0], f"1: {type(self).__name__} works on one image per batch")
+        box = boxes[0].float().cpu()
+        if bool(torch.isnan(box).any()):
+            return None
+        limit = torch.tensor([shape[0] - 1.0, shape[1] - 1.0]).repeat(2)
+        scale = self.frame.frame_size / max(shape)  # ScaleBoxd's scale
+        return torch.minimum(torch.clamp(box / scale, min=0.0), limit)
+
+    def _image(self, d: Mapping[Hashable, object], shape: tuple[int, int]) -> torch.Tensor:
+        """The image as read, ``[1, W, H]`` float; a ``ValueError`` naming the key when it is missing or not ``shape``."""
+        image = d.get(self.image_key)
+        if image is None or tuple(image.shape[-2:]) != shape:
+            found = "missing" if image is None else f"of size {tuple(image.shape[-2:])}"
+            raise ValueError(
+                f"{type(self).__name__} needs the image as read under '{self.image_key}' at the prediction's size {shape}; it is {found}"
+            )
+        return torch.as_tensor(image).reshape(1, *shape).float()
+
+    def _device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+
+class CropRefined(ImageCropTransform):
     """Replace each head's probabilities under ``keys`` by those decoded in a crop of the image around its given box.
 
     Only a head whose prompt was a given box (the user's, or the ground-truth box in evaluation: the inferer's
@@ -88,30 +133,8 @@ class CropRefined(MapTransform):
         frame_size: int = 256,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.network = network
-        self.inferer = inferer
-        self.image_key = image_key
+        super().__init__(keys, network, inferer, image_key, frame_size, allow_missing_keys)
         self.margin = checked_crop_margin(margin)
-        self.frame = SamFramed("image", frame_size)
-
-    def _given_box(self, shape: tuple[int, int]) -> torch.Tensor | None:
-        """The given box ``[x0, y0, x1, y1]`` in an image of ``shape`` ``(W, H)`` (x along W), ``None`` without one."""
-        boxes = getattr(self.inferer, "last_boxes", None)
-        if boxes is None:
-            return None
-        if boxes.shape[0] != 1:
-            raise ConfigError("batch_size", boxes.shape[0], "1: heads are decoded again one image per batch")
-        limit = torch.tensor([shape[0] - 1.0, shape[1] - 1.0]).repeat(2)
-        scale = self.frame.frame_size / max(shape)  # ScaleBoxd's scale
-        return torch.minimum(torch.clamp(boxes[0].float().cpu() / scale, min=0.0), limit)
-
-    def _image(self, d: Mapping[Hashable, object], shape: tuple[int, int]) -> torch.Tensor:
-        image = d.get(self.image_key)
-        if image is None or tuple(image.shape[-2:]) != shape:
-            found = "missing" if image is None else f"of size {tuple(image.shape[-2:])}"
-            raise ValueError(f"CropRefined needs the image as read under '{self.image_key}' at the prediction's size {shape}; it is {found}")
-        return torch.as_tensor(image).reshape(1, *shape).float()
 
     @torch.no_grad()
     def _decoded_in_crop(self, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
@@ -121,7 +144,7 @@ class CropRefined(MapTransform):
         x0, y0 = crop[:2].floor().int().tolist()
         x1, y1 = crop[2:].ceil().int().tolist()
         prompt = (box - torch.tensor([x0, y0, x0, y0])) * (self.frame.frame_size / max(x1 - x0 + 1, y1 - y0 + 1))
-        device = next(self.network.parameters()).device
+        device = self._device()
 
         def logits_of(framed: torch.Tensor) -> torch.Tensor:
             return self.network.decode(self.network.encode(framed[None].to(device)), prompt[None].to(device))[0]
@@ -135,7 +158,7 @@ class CropRefined(MapTransform):
         for key in self.key_iterator(d):
             probabilities = torch.as_tensor(d[key])
             shape = tuple(probabilities.shape[-2:])
-            box = self._given_box(shape)
+            box = self._last_box("last_boxes", shape)
             if box is None or int((probabilities.reshape(shape) > 0.5).sum()) < MIN_HEAD_PIXELS:
                 continue
             refined = self._decoded_in_crop(self._image(d, shape), box)

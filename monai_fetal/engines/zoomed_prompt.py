@@ -14,14 +14,12 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 
-from monai_fetal.engines.crop_refine import crop_probabilities
+from monai_fetal.engines.crop_refine import ImageCropTransform, crop_probabilities
 from monai_fetal.errors import ConfigError
 from monai_fetal.shape.measure import MIN_HEAD_PIXELS, measure_head
 from monai_fetal.transforms.holes import fill_binary_holes
-from monai_fetal.transforms.sam_frame import SamFramed
 
 __all__ = ["ZOOM_BELOW", "ZOOM_SIDE", "ZoomedPromptd", "checked_zoom_below"]
 
@@ -47,7 +45,7 @@ def _head_quality(probabilities: torch.Tensor, sam_iou: float) -> float:
     return measure_head(mask, None, sam_iou).quality.score if mask.sum() >= MIN_HEAD_PIXELS else 0.0
 
 
-class ZoomedPromptd(MapTransform):
+class ZoomedPromptd(ImageCropTransform):
     """Run the automatic prompt again in a zoomed crop for a head whose quality is below ``below``.
 
     Only a head whose box the automatic prompt chose, with a trained locator, is tried (the inferer's
@@ -84,22 +82,8 @@ class ZoomedPromptd(MapTransform):
         frame_size: int = 256,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.network = network
-        self.inferer = inferer
-        self.image_key = image_key
+        super().__init__(keys, network, inferer, image_key, frame_size, allow_missing_keys)
         self.below = checked_zoom_below(below)
-        self.frame = SamFramed("image", frame_size)
-
-    def _located(self, shape: tuple[int, int]) -> torch.Tensor | None:
-        """The locator's head box in the image (x along W), ``None`` where the automatic prompt did not run or had none."""
-        located = getattr(self.inferer, "last_located", None)
-        if located is None:
-            return None
-        if located.shape[0] != 1:
-            raise ConfigError("batch_size", located.shape[0], "1: heads are zoomed into one image per batch")
-        box = located[0].float().cpu()
-        return None if bool(torch.isnan(box).any()) else box * (max(shape) / self.frame.frame_size)
 
     def _crop(self, box: torch.Tensor, shape: tuple[int, int]) -> tuple[int, int, int, int]:
         """The crop ``(x0, y0, x1, y1)`` around ``box``: a square moved inside an image of ``shape`` ``(W, H)``, cut
@@ -118,7 +102,7 @@ class ZoomedPromptd(MapTransform):
     def _zoomed(self, image: torch.Tensor, corners: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Head probabilities ``[1, W, H]`` of the automatic prompt in the crop, and SAM's IoU estimate of its mask."""
         results = []
-        device = next(self.network.parameters()).device
+        device = self._device()
 
         def logits_of(framed: torch.Tensor) -> torch.Tensor:
             results.append(self.inferer.auto_prompt.segment(self.network, framed[None].to(device)))
@@ -134,17 +118,13 @@ class ZoomedPromptd(MapTransform):
         for key in self.key_iterator(d):
             probabilities = torch.as_tensor(d[key]).cpu()
             shape = tuple(probabilities.shape[-2:])
-            box = self._located(shape)
+            box = self._last_box("last_located", shape)
             if box is None:
                 continue
             quality = _head_quality(probabilities.reshape(shape), float(self.inferer.last_iou[0, 0]))
             if quality >= self.below:
                 continue
-            image = d.get(self.image_key)
-            if image is None or tuple(image.shape[-2:]) != shape:
-                found = "missing" if image is None else f"of size {tuple(image.shape[-2:])}"
-                raise ValueError(f"ZoomedPromptd needs the image as read under '{self.image_key}' at the prediction's size {shape}; it is {found}")
-            zoomed, iou = self._zoomed(torch.as_tensor(image).reshape(1, *shape).float(), self._crop(box, shape))
+            zoomed, iou = self._zoomed(self._image(d, shape), self._crop(box, shape))
             if _head_quality(zoomed[0], float(iou[0, 0])) > quality:
                 d[key] = convert_to_dst_type(zoomed.reshape(probabilities.shape), dst=d[key])[0]
                 self.inferer.last_iou, self.inferer.last_searched = iou, torch.tensor([True])
