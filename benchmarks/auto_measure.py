@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from monai_fetal.atomic import write_json_atomic
+from monai_fetal.config_checks import CHOICES
 from monai_fetal.shape.measure import FLAG_BELOW as FLAG_QUALITY
 from monai_fetal.shape.measure import FLAG_SEARCHED_BELOW as FLAG_SEARCHED_QUALITY
 
@@ -308,7 +309,7 @@ def row_scorer(args, shots: int, seed: int, unlabelled: bool, synthetic: int) ->
     name = f"k{shots}_s{seed}" + (f"_syn{synthetic}" if synthetic else "") + ("_u" if unlabelled else "")
     cache = work / "embedding_cache"
     checkpoint = None if shots == 0 else finetune(work / name, shots, seed, args.data, cache, unlabelled, synthetic)
-    settings = {"rescue_below": args.rescue_below, "search_below": args.search_below}
+    settings = {"rescue_below": args.rescue_below, "search_below": args.search_below, "effort": args.effort}
     return work / name, Scorer(checkpoint, cache, work / "eval", {key: value for key, value in settings.items() if value is not None})
 
 
@@ -319,7 +320,7 @@ def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test:
     info = {}
     if unlabelled:
         info = {"self_training": json.loads((model_dir / "self_training.json").read_text())}
-    result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, **info}
+    result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, "effort": args.effort or "full", **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
         result[prompt] = score(scorer, test, prompt, args.flag_quality, args.flag_searched_quality)
@@ -358,6 +359,7 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=None, help="first N test images (default all 213)")
     parser.add_argument("--rescue-below", type=float, default=None, help="AutoBoxPrompt's rescue_below (default: the prompt's; 0 = off)")
     parser.add_argument("--search-below", type=float, default=None, help="AutoBoxPrompt's search_below (default: the prompt's; 0 = off)")
+    parser.add_argument("--effort", choices=CHOICES["effort"], default=None, help="inference.json's no-box search effort (segment --effort)")
     parser.add_argument("--flag-quality", type=float, default=FLAG_QUALITY, help="flag images whose quality is below this")
     parser.add_argument("--flag-searched-quality", type=float, default=FLAG_SEARCHED_QUALITY, help="flag searched images below this")
     parser.add_argument("--data", type=Path, default=DATA)

@@ -25,6 +25,7 @@ import torch
 from timing import cpu_description
 
 from monai_fetal.atomic import write_json_atomic
+from monai_fetal.config_checks import CHOICES
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -51,15 +52,17 @@ def ground_truth_boxes(images: list[Path], margin: float = 0.05) -> dict[str, li
     return boxes
 
 
-def time_segment(images: list[Path], checkpoint: Path | None, out: Path, boxes: dict[str, list[float]] | None = None) -> dict:
-    """Per-image seconds (total and network) of ``inference.json`` run on ``images`` with ``boxes`` (none: no box)."""
+def time_segment(
+    images: list[Path], checkpoint: Path | None, out: Path, boxes: dict[str, list[float]] | None = None, effort: str = "full"
+) -> dict:
+    """Per-image seconds (total and network) of ``inference.json`` run on ``images`` with ``boxes`` (none: no box) and ``effort``."""
     from ignite.engine import Events
 
     from monai_fetal.bundles import read_bundle_config
     from monai_fetal.engines.head_measure import searched_of
     from monai_fetal.engines.segment import MANIFEST_NAME
 
-    overrides = {"images": [str(p) for p in images], "output_dir": str(out), "checkpoint": str(checkpoint) if checkpoint else None, "boxes": boxes or {}}
+    overrides = {"images": [str(p) for p in images], "output_dir": str(out), "checkpoint": str(checkpoint) if checkpoint else None, "boxes": boxes or {}, "effort": effort}
     parser = read_bundle_config("fetal_head_sam", "inference.json", overrides)
     evaluator = parser.get_parsed_content("evaluator")
     inferer = parser.get_parsed_content("inferer")
@@ -95,17 +98,19 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--gt-boxes", action="store_true", help="give each image its ground-truth box (segment --boxes)")
+    parser.add_argument("--effort", choices=CHOICES["effort"], default="full", help="the no-box search effort (segment --effort)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(2)
     images = held_out_images(args.split, args.data, args.images)
     with tempfile.TemporaryDirectory() as work:
-        timed = time_segment(images, args.checkpoint, Path(work) / "segment", ground_truth_boxes(images) if args.gt_boxes else None)
+        timed = time_segment(images, args.checkpoint, Path(work) / "segment", ground_truth_boxes(images) if args.gt_boxes else None, args.effort)
     total, network = timed.pop("total"), timed.pop("network")
     result = {
         **timed,
         "checkpoint": str(args.checkpoint) if args.checkpoint else "pretrained",
         "boxes": "ground truth" if args.gt_boxes else "none",
+        "effort": args.effort,
         "timed_images": len(total),
         "seconds_per_image_mean": statistics.mean(total),
         "seconds_per_image_median": statistics.median(total),

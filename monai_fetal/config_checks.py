@@ -18,6 +18,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainable": ("decoder", "decoder+prompt", "full"),
     "augmentation": ("none", "weak", "strong"),
     "prompt": ("gt_box", "auto"),
+    "effort": ("full", "fast"),
     "precision": ("fp32", "bf16", "ov-fp32", "ov-bf16", "ov-int8"),
     "generator_mode": ("latent", "concat", "controlnet", "joint"),
     "preset": ("cpu", "gpu"),

@@ -116,11 +116,13 @@ def segment_images(
     overlay: bool = False,
     overwrite: bool = False,
     precision: str | None = None,
+    effort: str | None = None,
 ) -> Path:
     """Segment and measure ``images`` (files, folders, cohort or HC18 folders) into ``out``; the path of ``measurements.csv``.
 
     Runs the ``fetal_head_sam`` bundle's ``inference.json``, which ``evaluate.json`` overlays: the same reading,
     inferer and postprocessing. See :func:`~monai_fetal.engines.segment.plan_segmentation` for ``boxes`` and ``spacing``.
+    ``effort`` ``"fast"`` skips the no-box path's rescue, sub-box search and zoom (the bundle's ``effort`` id).
 
     Raises:
         InputDataError: bad input (named, with the fix) before any output is written, or outputs that exist
@@ -136,6 +138,7 @@ def segment_images(
         "overwrite": overwrite,
         "checkpoint": checkpoint,
         "precision": precision,
+        "effort": effort,
     }
     run_bundle("fetal_head_sam", "inference.json", _given(overrides))
     return Path(out) / MEASUREMENTS_NAME
