@@ -19,7 +19,8 @@ run: the model segments the pool with no box, masks whose quality passes the fla
 pseudo-labels, and the head locator is retrained on the real and pseudo-labelled masks (two rounds).
 k = 0 has no self-trained row (nothing labelled to start from).
 
-Rows already in ``--out`` are skipped (resumable); the JSON is rewritten after every row.
+Rows already in ``--out`` (same shots, seed, pool, synthetic pairs, test images and effort) are skipped (resumable); the
+JSON is rewritten after every row.
 
     python benchmarks/auto_measure.py --shots 0 5 --seeds 0 1 2 --out benchmarks/results/auto_measure_cpu.json
     python benchmarks/auto_measure.py --shots 5 --seeds 0 --test-images 40 --out /tmp/am.json
@@ -313,6 +314,12 @@ def row_scorer(args, shots: int, seed: int, unlabelled: bool, synthetic: int) ->
     return work / name, Scorer(checkpoint, cache, work / "eval", {key: value for key, value in settings.items() if value is not None})
 
 
+def done_rows(results: dict) -> set[tuple]:
+    """``(shots, seed, unlabelled, synthetic, test images, effort)`` of the rows in ``results``: the rows a rerun skips.
+    Rows written before the ``--effort`` option ran the full path."""
+    return {(r["shots"], r["seed"], r["unlabelled"], int(r["synthetic"]), r["auto"]["summary"]["images"], r.get("effort", "full")) for r in results["rows"]}
+
+
 def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test: list[dict]) -> dict:
     """Train (when ``shots`` > 0) and score one row."""
     started = time.time()
@@ -392,12 +399,13 @@ def main() -> None:
             "flag_criterion": criterion,
         }
     )
-    done = {(r["shots"], r["seed"], r["unlabelled"], int(r["synthetic"]), r["auto"]["summary"]["images"]) for r in results["rows"]}
+    effort = args.effort or "full"
+    done = done_rows(results)
     choices = {"no": [False], "yes": [True], "both": [False, True]}[args.unlabelled]
     for shots in args.shots:
         for seed in args.seeds if shots else [0]:
             for unlabelled, synthetic in itertools.product(choices, args.synthetic):
-                if (shots, seed, unlabelled, synthetic, len(test)) in done or (shots == 0 and (unlabelled or synthetic)):
+                if (shots, seed, unlabelled, synthetic, len(test), effort) in done or (shots == 0 and (unlabelled or synthetic)):
                     continue  # done already; or self-training / generator with no labelled image (nothing to fine-tune)
                 row = run_row(args, shots, seed, unlabelled, synthetic, test)
                 results["rows"].append(row)

@@ -112,3 +112,10 @@ def test_per_image_rows_are_stored_rounded_and_keep_their_other_values(auto_meas
     stored = auto_measure.rounded(row)
     assert stored["dice"] == 0.93143 and math.isnan(stored["hd95"])
     assert (stored["id"], stored["searched"], stored["images"]) == ("001_HC", True, 3)
+
+
+def test_a_rerun_skips_only_rows_of_the_same_effort(auto_measure):
+    """A row from before ``--effort`` ran the full path; a fast row with the same model is another row, not a done one."""
+    row = {"shots": 5, "seed": 0, "unlabelled": False, "synthetic": 0, "auto": {"summary": {"images": 213}}}
+    done = auto_measure.done_rows({"rows": [row, {**row, "seed": 1, "effort": "fast"}]})
+    assert done == {(5, 0, False, 0, 213, "full"), (5, 1, False, 0, 213, "fast")}
