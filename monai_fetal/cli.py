@@ -80,6 +80,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         split_file=args.split,
         split_key=args.split_key,
         precision=args.precision,
+        effort=args.effort,
     )
     print(f"metrics written: {metrics} and {metrics.parent}/per_image.csv")
 
@@ -244,10 +245,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", choices=CHOICES["prompt"], help=f"gt_box: the box of the reference mask; auto: no box {_CONFIG_DEFAULT}")
     p.add_argument("--split", help="split file from finetune or split (default: every image of the cohort)")
     p.add_argument("--split-key", help=f"which part of the split {_CONFIG_DEFAULT}")
+    _add_effort(p)
     _add_precision(p)
     p.add_argument("--out", required=True, help="folder for metrics.json and per_image.csv")
     _add_model_options(p)
     p.set_defaults(func=_evaluate)
+
+
+def _add_effort(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--effort",
+        choices=CHOICES["effort"],
+        default=None,
+        help="no-box search effort: full (default; rescue, sub-box search, zoom) or fast (about 3x fewer network passes, lower Dice)",
+    )
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
@@ -263,12 +274,7 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png: mask outline, fitted ellipse, HC")
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
-    p.add_argument(
-        "--effort",
-        choices=CHOICES["effort"],
-        default=None,
-        help="no-box search effort: full (default; rescue, sub-box search, zoom) or fast (about 3x fewer network passes, lower Dice)",
-    )
+    _add_effort(p)
     _add_precision(p)
     _add_model_options(p)
     p.set_defaults(func=_segment)

@@ -86,10 +86,12 @@ def evaluate_sam(
     split_key: str | None = None,
     precision: str | None = None,
     embedding_cache_dir: str | Path | None = None,
+    effort: str | None = None,
 ) -> Path:
     """Score a SAM model (``evaluate.json`` over ``inference.json``) on ``data`` (the ``split_key`` part of ``split_file`` when given); the path of ``out/metrics.json``.
 
     ``prompt`` is ``gt_box`` (the config's default) or ``auto`` (no box); ``checkpoint`` ``None`` scores the pretrained model.
+    ``effort`` is the no-box path's, as in :func:`segment_images`.
     """
     overrides = {
         "dataset_dir": data,
@@ -101,6 +103,7 @@ def evaluate_sam(
         "split_key": split_key,
         "precision": precision,
         "embedding_cache_dir": embedding_cache_dir,
+        "effort": effort,
     }
     run_bundle("fetal_head_sam", EVALUATE_CONFIGS, _given(overrides))
     return Path(out) / "metrics.json"

@@ -117,3 +117,16 @@ def test_segment_and_evaluate_give_identical_masks(segmented: Path, hc18_cohort:
     for case in IDS:
         segmented_mask = read_image(segmented / "out" / f"{case}_mask.png") > 0
         assert segmented_mask.any() and np.array_equal(segmented_mask, masks[case]), case
+
+
+def test_evaluate_passes_the_no_box_effort_to_the_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``evaluate --effort fast`` reaches the bundle's ``effort`` id, as ``segment --effort`` does."""
+    given: dict = {}
+    monkeypatch.setattr("monai_fetal.jobs.run_bundle", lambda bundle, configs, overrides: given.update(overrides))
+    data = tmp_path / "cohort"
+    data.mkdir()
+    assert main(["evaluate", "--data", str(data), "--prompt", "auto", "--effort", "fast", "--out", str(tmp_path / "eval")]) == 0
+    assert given["effort"] == "fast" and given["prompt"] == "auto"
+    given.clear()
+    assert main(["evaluate", "--data", str(data), "--out", str(tmp_path / "eval")]) == 0
+    assert "effort" not in given
