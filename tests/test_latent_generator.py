@@ -17,6 +17,7 @@ import torch
 from monai_fetal.bundles import bundle_dir, run_bundle
 from monai_fetal.data.io import write_png
 from monai_fetal.data.unlabelled import unlabelled_items
+from monai_fetal.engines.adversarial import DiscriminatorAdversarialLoss, GeneratorAdversarialLoss, SelectedOutputInferer, freeze_encoder
 from monai_fetal.engines.latent import AutoencoderLoss, LatentPrepareBatch, TimeLimit, latent_inferer, sample_latent_images
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.metrics.memorisation import nearest_training_images
@@ -27,7 +28,7 @@ from monai_fetal.networks.latent import (
     load_latent_generator,
     read_latent_settings,
 )
-from monai_fetal.networks.latent_release import RELEASE_FILES, checked_prior, verified_release
+from monai_fetal.networks.latent_release import RELEASE_FILES, checked_prior, verified_release, write_release
 
 BUNDLE = "fetal_us_diffusion"
 COMMON = "latent_common.json"
@@ -135,6 +136,40 @@ def test_autoencoder_loss_is_zero_only_for_a_perfect_reconstruction():
         AutoencoderLoss(kl_weight=-1)
 
 
+def test_adversarial_parts_score_what_the_trainer_hands_them():
+    assert float(AutoencoderLoss(kl_weight=1.0)(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))) == 0.0
+    real, fake = torch.ones(2, 1, 3, 5), torch.zeros(2, 1, 3, 5)
+    assert float(GeneratorAdversarialLoss(0.1)(real)) == pytest.approx(0.0)
+    assert float(GeneratorAdversarialLoss(0.1)(fake)) == pytest.approx(0.1)
+    assert float(DiscriminatorAdversarialLoss()(real, fake)) == pytest.approx(0.0)
+    assert float(DiscriminatorAdversarialLoss()(fake, real)) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="adversarial_weight"):
+        GeneratorAdversarialLoss(-0.1)
+    with pytest.raises(ConfigError, match="index"):
+        SelectedOutputInferer(index="last")
+    autoencoder = build_autoencoder(latent_settings(image_size=[32, 48], autoencoder=TINY_AUTOENCODER, unet=TINY_UNET))
+    trainable = freeze_encoder(autoencoder)
+    assert not any(p.requires_grad for p in autoencoder.encoder.parameters())
+    assert {id(p) for p in trainable} == {id(p) for p in (*autoencoder.decoder.parameters(), *autoencoder.post_quant_conv.parameters())}
+    reconstruction = SelectedOutputInferer(index=0, autocast=True)(torch.zeros(2, 1, 32, 48), autoencoder)
+    assert reconstruction.shape == (2, 1, 32, 48) and reconstruction.dtype == torch.float32
+
+
+def test_decoder_stage_keeps_the_prior_latent_space(tiny_prior: Path, image_folder: Path, tmp_path: Path):
+    out = tmp_path / "sharper"
+    overrides = {"dataset_dir": str(image_folder), "protocol_file": None, "output_dir": str(out), "init_prior_dir": str(tiny_prior), "batch_size": 2, "epoch_length": 2, "max_epochs": 1}
+    run_bundle(BUNDLE, [COMMON, "train_autoencoder.json", "train_decoder.json"], overrides)
+    assert read_latent_settings(out) == read_latent_settings(tiny_prior)
+    assert (out / "unet.pt").read_bytes() == (tiny_prior / "unet.pt").read_bytes()
+    before = torch.load(tiny_prior / "autoencoder.pt", weights_only=True)
+    after = torch.load(out / "autoencoder.pt", weights_only=True)
+    decoder = {k for k in before if k.startswith(("decoder.", "post_quant_conv."))}
+    assert all(torch.equal(before[k], after[k]) for k in set(before) - decoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    release = write_release(out, tmp_path / "release")
+    assert load_latent_generator(release).settings == read_latent_settings(tiny_prior)
+
+
 def test_unlabelled_items_follow_the_protocol_and_never_its_test_part(tmp_path: Path):
     images = tmp_path / "hc18" / "images"
     images.mkdir(parents=True)
@@ -189,22 +224,30 @@ def test_conditioning_starts_from_a_prior_and_synthesises_a_cohort(tiny_prior: P
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["prior", "conditioning"])
+@pytest.mark.parametrize("stage", ["prior", "conditioning", "decoder"])
 def test_training_resumes_after_a_kill(stage: str, tiny_prior: Path, image_folder: Path, tmp_path: Path):
     out = tmp_path / "run"
-    stage_configs = ["train_prior.json"] if stage == "prior" else ["train_prior.json", "train_conditioning.json"]
+    stage_configs = {
+        "prior": ["train_prior.json"],
+        "conditioning": ["train_prior.json", "train_conditioning.json"],
+        "decoder": ["train_autoencoder.json", "train_decoder.json"],
+    }[stage]
     configs = [str(bundle_dir(BUNDLE) / "configs" / name) for name in (COMMON, *stage_configs)]
     if stage == "prior":
         out.mkdir()
         shutil.copy(tiny_prior / "autoencoder.pt", out / "autoencoder.pt")
         extra = ["--protocol_file", "$None", "--image_size", str(TINY["image_size"]), "--autoencoder_args", repr(TINY_AUTOENCODER), "--unet_args", repr(TINY_UNET)]
+    elif stage == "decoder":
+        extra = ["--protocol_file", "$None", "--init_prior_dir", str(tiny_prior)]
     else:
         extra = ["--prior_dir", str(tiny_prior)]
     command = [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs), "--bundle_root", str(bundle_dir(BUNDLE)),
         "--dataset_dir", str(image_folder), "--output_dir", str(out), *extra,
-        "--batch_size", "2", "--epoch_length", "2", "--max_epochs", "3", "--sample_count", "2", "--sample_steps", "2",
+        "--batch_size", "2", "--epoch_length", "2", "--max_epochs", "3",
     ]
+    if stage != "decoder":
+        command += ["--sample_count", "2", "--sample_steps", "2"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = out / f"checkpoints_{stage}"
     first = checkpoints / "checkpoint_epoch=1.pt"
@@ -219,7 +262,7 @@ def test_training_resumes_after_a_kill(stage: str, tiny_prior: Path, image_folde
     assert "resuming from" in resumed.stderr + resumed.stdout
     assert "Epoch[1] Complete" not in resumed.stderr + resumed.stdout, "a completed epoch was trained again"
     assert [p.name for p in checkpoints.iterdir()] == ["checkpoint_epoch=3.pt"]
-    assert (out / "unet.pt").is_file()
+    assert (out / ("autoencoder.pt" if stage == "decoder" else "unet.pt")).is_file()
 
 
 def test_memorisation_check_flags_copies_and_mirrored_copies(image_folder: Path, tmp_path: Path):

@@ -63,14 +63,20 @@ class AutoencoderLoss(nn.Module):
         self.spectral_weight = float(spectral_weight)
         self.spectral = JukeboxLoss(spatial_dims=2)
 
-    def forward(self, output: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        """The loss of ``(reconstruction, z_mu, z_sigma)`` against ``target`` images."""
-        reconstruction, z_mu, z_sigma = output
+    def forward(self, output: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of ``(reconstruction, z_mu, z_sigma)`` against ``target`` images.
+
+        A reconstruction alone (what the decoder's adversarial fine-tune scores) has no KL term.
+        """
+        if isinstance(output, torch.Tensor):
+            reconstruction, z_mu, z_sigma = output, None, None
+        else:
+            reconstruction, z_mu, z_sigma = output
         reconstruction = reconstruction.float()
         loss = torch.nn.functional.l1_loss(reconstruction, target)
         if self.spectral_weight:
             loss = loss + self.spectral_weight * self.spectral(reconstruction, target)
-        if self.kl_weight:
+        if self.kl_weight and z_mu is not None:
             mu, sigma = z_mu.float(), z_sigma.float()
             kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-12) - 1).sum(dim=(1, 2, 3)).mean()
             loss = loss + self.kl_weight * kl

@@ -17,9 +17,9 @@ import yaml
 
 from monai_fetal.atomic import atomic_path
 from monai_fetal.errors import InputDataError
-from monai_fetal.networks.latent import AUTOENCODER_NAME, LATENT_SETTINGS_NAME, UNET_NAME, read_latent_settings
+from monai_fetal.networks.latent import AUTOENCODER_NAME, LATENT_SETTINGS_NAME, UNET_NAME, read_latent_settings, save_latent_settings
 
-__all__ = ["RELEASE_FILES", "sha256_of", "write_release", "write_large_files", "verified_release", "checked_prior"]
+__all__ = ["RELEASE_FILES", "sha256_of", "write_release", "write_large_files", "verified_release", "checked_prior", "start_from_prior"]
 
 RELEASE_FILES = (LATENT_SETTINGS_NAME, AUTOENCODER_NAME, UNET_NAME)
 
@@ -106,3 +106,26 @@ def checked_prior(bundle_root: str | Path, prior_dir: str | Path) -> str:
     if prior_dir.is_relative_to(bundle_root):
         verified_release(bundle_root, prior_dir)
     return str(prior_dir)
+
+
+def start_from_prior(prior_dir: str | Path, run_dir: str | Path) -> dict:
+    """Give ``run_dir`` the settings and UNet of the generator in ``prior_dir``; its settings.
+
+    A stage that retrains only the autoencoder's decoder (``train_decoder.json``) keeps the latent space, so
+    the prior's UNet belongs to the new autoencoder unchanged; with both in ``run_dir``, :func:`write_release`
+    makes a release of it. An existing UNet in ``run_dir`` is kept.
+
+    Raises:
+        InputDataError: ``prior_dir`` lacks its settings or its UNet.
+        ConfigError: ``run_dir`` already holds a generator with other settings.
+    """
+    prior_dir, run_dir = Path(prior_dir), Path(run_dir)
+    settings = read_latent_settings(prior_dir)
+    if not (prior_dir / UNET_NAME).is_file():
+        raise InputDataError(prior_dir / UNET_NAME, "not found", "give a prior folder written by train_prior.json or write_release")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_latent_settings(settings, run_dir / LATENT_SETTINGS_NAME)
+    if not (run_dir / UNET_NAME).is_file():
+        with atomic_path(run_dir / UNET_NAME) as tmp:
+            shutil.copyfile(prior_dir / UNET_NAME, tmp)
+    return settings
