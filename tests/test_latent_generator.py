@@ -168,6 +168,10 @@ def test_decoder_stage_keeps_the_prior_latent_space(tiny_prior: Path, image_fold
     assert any(not torch.equal(before[k], after[k]) for k in decoder)
     release = write_release(out, tmp_path / "release")
     assert load_latent_generator(release).settings == read_latent_settings(tiny_prior)
+    shipped = {p.name: p.read_bytes() for p in tiny_prior.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="output_dir"):
+        run_bundle(BUNDLE, [COMMON, "train_autoencoder.json", "train_decoder.json"], {**overrides, "output_dir": str(tiny_prior)})
+    assert {p.name: p.read_bytes() for p in tiny_prior.iterdir() if p.is_file()} == shipped
 
 
 def test_unlabelled_items_follow_the_protocol_and_never_its_test_part(tmp_path: Path):

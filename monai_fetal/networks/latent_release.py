@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from monai_fetal.atomic import atomic_path
-from monai_fetal.errors import InputDataError
+from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.latent import AUTOENCODER_NAME, LATENT_SETTINGS_NAME, UNET_NAME, read_latent_settings, save_latent_settings
 
 __all__ = ["RELEASE_FILES", "sha256_of", "write_release", "write_large_files", "verified_release", "checked_prior", "start_from_prior"]
@@ -117,9 +117,12 @@ def start_from_prior(prior_dir: str | Path, run_dir: str | Path) -> dict:
 
     Raises:
         InputDataError: ``prior_dir`` lacks its settings or its UNet.
-        ConfigError: ``run_dir`` already holds a generator with other settings.
+        ConfigError: ``run_dir`` is ``prior_dir`` (its weights would be replaced) or already holds a generator
+            with other settings.
     """
     prior_dir, run_dir = Path(prior_dir), Path(run_dir)
+    if run_dir.resolve() == prior_dir.resolve():
+        raise ConfigError("output_dir", str(run_dir), "a new folder: it is the prior being fine-tuned, whose weights the run would replace")
     settings = read_latent_settings(prior_dir)
     if not (prior_dir / UNET_NAME).is_file():
         raise InputDataError(prior_dir / UNET_NAME, "not found", "give a prior folder written by train_prior.json or write_release")
