@@ -12,7 +12,15 @@ real-vs-real floor, pair consistency with each pair's own box and with a shuffle
 Compare the generator's own pairs (``synth-report`` on ``synthesize`` output) with the ``autoencoder`` row:
 when they are close, better conditioning cannot help, a better autoencoder can.
 
+``--probes`` adds two rows that tell what the autoencoder loses:
+
+- ``blurred``: each real image resized and blurred (Gaussian, sigma 0.7 px at the generator's size): what a
+  small loss of sharpness alone costs;
+- ``autoencoder_real_finest_band``: the autoencoder's output with its finest band (sigma 1 px) replaced by the
+  real image's: what a decoder that restored the finest detail perfectly would reach.
+
     .venv/bin/python benchmarks/autoencoder_ceiling.py --out benchmarks/results/autoencoder_ceiling_cpu.json
+    .venv/bin/python benchmarks/autoencoder_ceiling.py --probes --out benchmarks/results/autoencoder_ceiling_probes_cpu.json
 """
 
 from __future__ import annotations
@@ -31,18 +39,32 @@ DIFFUSION_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "fetal_us_d
 SHIPPED_PRIOR = DIFFUSION_BUNDLE / "models" / "prior"
 
 
-def passed_through(image: np.ndarray, size: tuple[int, int], autoencoder: torch.nn.Module | None) -> np.ndarray:
-    """``uint8`` ``image`` resized to ``size`` (area), optionally encoded and decoded, and resized back (bilinear)."""
+def passed_through(
+    image: np.ndarray, size: tuple[int, int], autoencoder: torch.nn.Module | None, blur_sigma: float = 0.0, real_band_sigma: float = 0.0
+) -> np.ndarray:
+    """``uint8`` ``image`` resized to ``size`` (area), optionally encoded and decoded, and resized back (bilinear).
+
+    ``blur_sigma`` blurs the result at ``size``; ``real_band_sigma`` replaces the decoded image's band finer than
+    that sigma by the real image's.
+    """
+    from monai.networks.layers import GaussianFilter
+
     small = F.interpolate(torch.from_numpy(image.astype(np.float32))[None, None], size=size, mode="area") / 127.5 - 1.0
-    if autoencoder is not None:
-        with torch.no_grad():
-            small = autoencoder.decode_stage_2_outputs(autoencoder.encode_stage_2_inputs(small))
+    with torch.no_grad():
+        if autoencoder is not None:
+            decoded = autoencoder.decode_stage_2_outputs(autoencoder.encode_stage_2_inputs(small))
+            if real_band_sigma:
+                blur = GaussianFilter(2, real_band_sigma)
+                decoded = blur(decoded) + small - blur(small)
+            small = decoded
+        if blur_sigma:
+            small = GaussianFilter(2, blur_sigma)(small)
     back = F.interpolate(((small + 1.0) / 2.0).clamp(0.0, 1.0), size=image.shape, mode="bilinear", align_corners=False)
     return (back[0, 0] * 255.0).round().to(torch.uint8).numpy()
 
 
-def write_passed_cohort(real: Path, out: Path, size: tuple[int, int], autoencoder: torch.nn.Module | None) -> Path:
-    """A cohort folder of the real cohort's images passed through, each with its own filled mask."""
+def write_passed_cohort(real: Path, out: Path, size: tuple[int, int], autoencoder: torch.nn.Module | None, **options: float) -> Path:
+    """A cohort folder of the real cohort's images passed through (``options`` of :func:`passed_through`), each with its own filled mask."""
     from monai_fetal.data.cohort import Cohort, CohortItem, write_pair
     from monai_fetal.data.io import read_image
     from monai_fetal.shape.outline import fill_head_annotation
@@ -50,7 +72,7 @@ def write_passed_cohort(real: Path, out: Path, size: tuple[int, int], autoencode
     items = Cohort(real).items()
     for index, item in enumerate(items):
         mask = fill_head_annotation(np.asarray(read_image(item["label"]))) > 0
-        write_pair(out, f"pass_{index:04d}", passed_through(np.asarray(read_image(item["image"])), size, autoencoder), mask)
+        write_pair(out, f"pass_{index:04d}", passed_through(np.asarray(read_image(item["image"])), size, autoencoder, **options), mask)
     return Cohort.write(out, [CohortItem(f"pass_{i:04d}", f"pass_{i:04d}", out.name, synthetic=True) for i in range(len(items))], out.name).root
 
 
@@ -65,6 +87,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="real images with masks (HC18 or cohort folder)")
     parser.add_argument("--generator", type=Path, default=SHIPPED_PRIOR, help="latent generator folder (default: the shipped prior)")
     parser.add_argument("--max-real", type=int, default=60)
+    parser.add_argument("--probes", action="store_true", help="also the blurred and the autoencoder-with-real-finest-band rows")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     generator = load_latent_generator(checked_prior(DIFFUSION_BUNDLE, args.generator))  # the shipped prior's sha256 is checked
@@ -72,8 +95,11 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as work:
         real = ensure_cohort(args.data, Path(work) / "real")
-        for name, autoencoder in (("resized", None), ("autoencoder", generator.autoencoder)):
-            passed = write_passed_cohort(real, Path(work) / name, size, autoencoder)
+        passes = [("resized", None, {}), ("autoencoder", generator.autoencoder, {})]
+        if args.probes:
+            passes += [("blurred", None, {"blur_sigma": 0.7}), ("autoencoder_real_finest_band", generator.autoencoder, {"real_band_sigma": 1.0})]
+        for name, autoencoder, options in passes:
+            passed = write_passed_cohort(real, Path(work) / name, size, autoencoder, **options)
             report = synth_report(real, passed, Path(work) / f"{name}_report", max_real=args.max_real)
             distance, floor = report["feature_distance"], report["feature_distance_real_halves"]
             rows[name] = {
