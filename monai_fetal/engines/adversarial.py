@@ -2,9 +2,10 @@
 
 The prior's autoencoder, trained with L1 and spectral losses, decodes smooth images: speckle and fine
 edges are averaged away, and that caps every synthetic image's realism. Fine-tuning only its *decoder*
-against MONAI's ``PatchDiscriminator`` restores the texture while the encoder, and so the latent space the
-prior's UNet was trained in, stays exactly as it was: the new decoder replaces the old one with no UNet
-retraining (as Stable Diffusion's improved VAE decoders did).
+against MONAI's ``PatchDiscriminator`` aims to restore the texture while the encoder, and so the latent space
+the prior's UNet was trained in, stays exactly as it was: the new decoder replaces the old one with no UNet
+retraining (as Stable Diffusion's improved VAE decoders did). On 2 CPU cores it has not yet moved the
+quality ceiling (the diffusion bundle's docs give the numbers), so the shipped prior keeps its decoder.
 
 - :func:`freeze_encoder`: freeze the encoder and its latent projections, return the decoder's parameters.
 - :class:`SelectedOutputInferer`: one output of a network that returns several (the reconstruction of
