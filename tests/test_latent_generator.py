@@ -172,6 +172,12 @@ def test_decoder_stage_keeps_the_prior_latent_space(tiny_prior: Path, image_fold
     with pytest.raises(ConfigError, match="output_dir"):
         run_bundle(BUNDLE, [COMMON, "train_autoencoder.json", "train_decoder.json"], {**overrides, "output_dir": str(tiny_prior)})
     assert {p.name: p.read_bytes() for p in tiny_prior.iterdir() if p.is_file()} == shipped
+    other = tmp_path / "other_prior"
+    other.mkdir()
+    shutil.copy(tiny_prior / "autoencoder.pt", other / "autoencoder.pt")
+    with pytest.raises(ConfigError, match="another generator's weights"):
+        run_bundle(BUNDLE, [COMMON, "train_autoencoder.json", "train_decoder.json"], {**overrides, "output_dir": str(other)})
+    assert (other / "autoencoder.pt").read_bytes() == shipped["autoencoder.pt"] and not (other / "unet.pt").exists()
 
 
 def test_unlabelled_items_follow_the_protocol_and_never_its_test_part(tmp_path: Path):

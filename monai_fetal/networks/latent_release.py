@@ -113,12 +113,12 @@ def start_from_prior(prior_dir: str | Path, run_dir: str | Path) -> dict:
 
     A stage that retrains only the autoencoder's decoder (``train_decoder.json``) keeps the latent space, so
     the prior's UNet belongs to the new autoencoder unchanged; with both in ``run_dir``, :func:`write_release`
-    makes a release of it. An existing UNet in ``run_dir`` is kept.
+    makes a release of it. A rerun into the same ``run_dir`` (same UNet) continues.
 
     Raises:
         InputDataError: ``prior_dir`` lacks its settings or its UNet.
-        ConfigError: ``run_dir`` is ``prior_dir`` (its weights would be replaced) or already holds a generator
-            with other settings.
+        ConfigError: ``run_dir`` is ``prior_dir``, or holds another generator's weights (an autoencoder or
+            UNet the run would leave mismatched or replace), or a generator with other settings.
     """
     prior_dir, run_dir = Path(prior_dir), Path(run_dir)
     if run_dir.resolve() == prior_dir.resolve():
@@ -126,9 +126,13 @@ def start_from_prior(prior_dir: str | Path, run_dir: str | Path) -> dict:
     settings = read_latent_settings(prior_dir)
     if not (prior_dir / UNET_NAME).is_file():
         raise InputDataError(prior_dir / UNET_NAME, "not found", "give a prior folder written by train_prior.json or write_release")
+    unet = run_dir / UNET_NAME
+    started_here = unet.is_file() and sha256_of(unet) == sha256_of(prior_dir / UNET_NAME)
+    if (unet.is_file() or (run_dir / AUTOENCODER_NAME).is_file()) and not started_here:
+        raise ConfigError("output_dir", str(run_dir), "a new folder: it holds another generator's weights, which the run would replace or mismatch")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_latent_settings(settings, run_dir / LATENT_SETTINGS_NAME)
-    if not (run_dir / UNET_NAME).is_file():
-        with atomic_path(run_dir / UNET_NAME) as tmp:
+    if not started_here:
+        with atomic_path(unet) as tmp:
             shutil.copyfile(prior_dir / UNET_NAME, tmp)
     return settings
