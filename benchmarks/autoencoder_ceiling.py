@@ -21,6 +21,12 @@ when they are close, better conditioning cannot help, a better autoencoder can.
 
     .venv/bin/python benchmarks/autoencoder_ceiling.py --out benchmarks/results/autoencoder_ceiling_cpu.json
     .venv/bin/python benchmarks/autoencoder_ceiling.py --probes --out benchmarks/results/autoencoder_ceiling_probes_cpu.json
+
+``--autoencoder FILE --autoencoder-args JSON`` scores an autoencoder alone (a ``train_autoencoder.json`` run's
+``autoencoder.pt``, before any prior is trained on it), e.g. one with more latent channels:
+
+    .venv/bin/python benchmarks/autoencoder_ceiling.py --autoencoder runs/ae8/autoencoder.pt \
+        --autoencoder-args '{"latent_channels": 8}' --out benchmarks/results/autoencoder_ceiling_8ch_cpu.json
 """
 
 from __future__ import annotations
@@ -80,24 +86,31 @@ def main() -> None:
     from monai_fetal.atomic import write_json_atomic
     from monai_fetal.data.prepare import ensure_cohort
     from monai_fetal.jobs import synth_report
-    from monai_fetal.networks.latent import load_latent_generator
+    from monai_fetal.networks.latent import build_autoencoder, latent_settings, load_latent_generator, load_state
     from monai_fetal.networks.latent_release import checked_prior
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="real images with masks (HC18 or cohort folder)")
     parser.add_argument("--generator", type=Path, default=SHIPPED_PRIOR, help="latent generator folder (default: the shipped prior)")
+    parser.add_argument("--autoencoder", type=Path, help="an autoencoder.pt of a train_autoencoder.json run, scored instead of the generator's")
+    parser.add_argument("--autoencoder-args", type=json.loads, default={}, help="that run's autoencoder_args (JSON), e.g. '{\"latent_channels\": 8}'")
     parser.add_argument("--max-real", type=int, default=60)
     parser.add_argument("--probes", action="store_true", help="also the blurred and the autoencoder-with-real-finest-band rows")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    generator = load_latent_generator(checked_prior(DIFFUSION_BUNDLE, args.generator))  # the shipped prior's sha256 is checked
-    size = tuple(generator.settings["image_size"])
+    if args.autoencoder is None:
+        generator = load_latent_generator(checked_prior(DIFFUSION_BUNDLE, args.generator))  # the shipped prior's sha256 is checked
+        settings, autoencoder = generator.settings, generator.autoencoder
+    else:
+        settings = latent_settings(None, args.autoencoder_args)
+        autoencoder = load_state(build_autoencoder(settings), args.autoencoder).eval()
+    size = tuple(settings["image_size"])
     rows = {}
     with tempfile.TemporaryDirectory() as work:
         real = ensure_cohort(args.data, Path(work) / "real")
-        passes = [("resized", None, {}), ("autoencoder", generator.autoencoder, {})]
+        passes = [("resized", None, {}), ("autoencoder", autoencoder, {})]
         if args.probes:
-            passes += [("blurred", None, {"blur_sigma": 0.7}), ("autoencoder_real_finest_band", generator.autoencoder, {"real_band_sigma": 1.0})]
+            passes += [("blurred", None, {"blur_sigma": 0.7}), ("autoencoder_real_finest_band", autoencoder, {"real_band_sigma": 1.0})]
         for name, autoencoder, options in passes:
             passed = write_passed_cohort(real, Path(work) / name, size, autoencoder, **options)
             report = synth_report(real, passed, Path(work) / f"{name}_report", max_real=args.max_real)
@@ -110,7 +123,8 @@ def main() -> None:
             }
             print(name, json.dumps(rows[name]), flush=True)
     real_consistency = report["real"]["pair_consistency"]["mean"]
-    result = {"generator": str(args.generator), "image_size": list(size), "real_pair_consistency": real_consistency, **rows}
+    scored = {"autoencoder": str(args.autoencoder), "autoencoder_args": args.autoencoder_args} if args.autoencoder else {"generator": str(args.generator)}
+    result = {**scored, "image_size": list(size), "real_pair_consistency": real_consistency, **rows}
     write_json_atomic(args.out, result)
 
 

@@ -29,6 +29,7 @@ from monai_fetal.networks.latent import (
     read_latent_settings,
 )
 from monai_fetal.networks.latent_release import RELEASE_FILES, checked_prior, verified_release, write_release
+from monai_fetal.networks.latent_widen import autoencoder_to_train, unet_to_train
 
 BUNDLE = "fetal_us_diffusion"
 COMMON = "latent_common.json"
@@ -216,6 +217,37 @@ def test_prior_stages_write_a_generator_that_samples(tiny_prior: Path):
     masks[:, :, 8:24, 12:36] = 1
     images = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [0, 1], masks, guidance=2.0)
     assert images.shape == (2, 1, 32, 48)
+
+
+def test_a_wider_generator_starts_from_a_trained_one(tiny_prior: Path, image_folder: Path, tmp_path: Path):
+    trained = load_latent_generator(tiny_prior)
+    wider = latent_settings([32, 48], {**TINY_AUTOENCODER, "latent_channels": 3}, TINY_UNET)
+    autoencoder = autoencoder_to_train(wider, tiny_prior).eval()
+    images = torch.rand(2, 1, 32, 48) * 2 - 1
+    with torch.no_grad():
+        latents = autoencoder.encode(images)[0]
+        old_latents = trained.autoencoder.encode(images)[0]
+        assert latents.shape[1] == 3 and torch.allclose(latents[:, :2], old_latents, atol=1e-5)
+        assert torch.allclose(autoencoder.decode(latents), trained.autoencoder.decode(old_latents), atol=1e-5)
+        unet = unet_to_train(wider, tiny_prior).eval()
+        noisy, mask, timesteps = torch.randn(2, 2, 8, 12), torch.rand(2, 1, 8, 12), torch.tensor([10, 900])
+        prediction = unet(torch.cat([noisy, torch.randn(2, 1, 8, 12), mask], 1), timesteps)
+        assert torch.allclose(prediction[:, :2], trained.unet(torch.cat([noisy, mask], 1), timesteps), atol=1e-5)
+        assert not prediction[:, 2:].any()
+    out = tmp_path / "wider"
+    overrides = {"dataset_dir": str(image_folder), "protocol_file": None, "output_dir": str(out), **TINY, "init_prior_dir": str(tiny_prior)}
+    overrides["autoencoder_args"] = {**TINY_AUTOENCODER, "latent_channels": 3}
+    run_bundle(BUNDLE, [COMMON, "train_autoencoder.json"], overrides)
+    run_bundle(BUNDLE, [COMMON, "train_prior.json"], {**overrides, "sample_count": 2, "sample_steps": 2})
+    generator = load_latent_generator(out)
+    assert generator.settings["autoencoder"]["latent_channels"] == 3
+    images = sample_latent_images(generator, latent_inferer(generator.settings, "ddim", 2), [0], torch.ones(1, 1, 32, 48), guidance=1.0)
+    assert images.shape == (1, 1, 32, 48) and torch.isfinite(images).all()
+    for changed, match in (({"channels": [8, 8]}, "channels"), ({"latent_channels": 1}, "latent_channels")):
+        with pytest.raises(ConfigError, match=match):
+            autoencoder_to_train(latent_settings([32, 48], {**TINY_AUTOENCODER, **changed}, TINY_UNET), tiny_prior)
+    with pytest.raises(ConfigError, match="num_head_channels"):
+        unet_to_train(latent_settings([32, 48], {**TINY_AUTOENCODER, "latent_channels": 3}, {**TINY_UNET, "num_head_channels": 8}), tiny_prior)
 
 
 def test_conditioning_starts_from_a_prior_and_synthesises_a_cohort(tiny_prior: Path, image_folder: Path, tmp_path: Path):
