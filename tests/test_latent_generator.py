@@ -246,6 +246,12 @@ def test_a_wider_generator_starts_from_a_trained_one(tiny_prior: Path, image_fol
     for changed, match in (({"channels": [8, 8]}, "channels"), ({"latent_channels": 1}, "latent_channels")):
         with pytest.raises(ConfigError, match=match):
             autoencoder_to_train(latent_settings([32, 48], {**TINY_AUTOENCODER, **changed}, TINY_UNET), tiny_prior)
+    same = tmp_path / "same"
+    shutil.copytree(tiny_prior, same)
+    before = {p.name: p.read_bytes() for p in same.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="output_dir"):
+        run_bundle(BUNDLE, [COMMON, "train_autoencoder.json"], {**overrides, "init_prior_dir": str(same), "output_dir": str(same)})
+    assert {p.name: p.read_bytes() for p in same.iterdir() if p.is_file()} == before
     with pytest.raises(ConfigError, match="num_head_channels"):
         unet_to_train(latent_settings([32, 48], {**TINY_AUTOENCODER, "latent_channels": 3}, {**TINY_UNET, "num_head_channels": 8}), tiny_prior)
 

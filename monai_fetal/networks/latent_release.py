@@ -19,7 +19,16 @@ from monai_fetal.atomic import atomic_path
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.latent import AUTOENCODER_NAME, LATENT_SETTINGS_NAME, UNET_NAME, read_latent_settings, save_latent_settings
 
-__all__ = ["RELEASE_FILES", "sha256_of", "write_release", "write_large_files", "verified_release", "checked_prior", "start_from_prior"]
+__all__ = [
+    "RELEASE_FILES",
+    "sha256_of",
+    "write_release",
+    "write_large_files",
+    "verified_release",
+    "checked_prior",
+    "checked_init_prior",
+    "start_from_prior",
+]
 
 RELEASE_FILES = (LATENT_SETTINGS_NAME, AUTOENCODER_NAME, UNET_NAME)
 
@@ -108,6 +117,23 @@ def checked_prior(bundle_root: str | Path, prior_dir: str | Path) -> str:
     return str(prior_dir)
 
 
+def _refuse_same_folder(prior_dir: Path, run_dir: Path) -> None:
+    if run_dir.resolve() == prior_dir.resolve():
+        raise ConfigError("output_dir", str(run_dir), "a new folder: it is the generator the run starts from, whose weights the run would replace")
+
+
+def checked_init_prior(bundle_root: str | Path, init_prior_dir: str | Path | None, output_dir: str | Path) -> str | None:
+    """The generator folder a stage starts from, checked as :func:`checked_prior` does; ``None`` when not given.
+
+    Raises:
+        ConfigError: ``output_dir`` is ``init_prior_dir`` (the run would replace the weights it starts from).
+    """
+    if not init_prior_dir:
+        return None
+    _refuse_same_folder(Path(init_prior_dir), Path(output_dir))
+    return checked_prior(bundle_root, init_prior_dir)
+
+
 def start_from_prior(prior_dir: str | Path, run_dir: str | Path) -> dict:
     """Give ``run_dir`` the settings and UNet of the generator in ``prior_dir``; its settings.
 
@@ -121,8 +147,7 @@ def start_from_prior(prior_dir: str | Path, run_dir: str | Path) -> dict:
             UNet the run would leave mismatched or replace), or a generator with other settings.
     """
     prior_dir, run_dir = Path(prior_dir), Path(run_dir)
-    if run_dir.resolve() == prior_dir.resolve():
-        raise ConfigError("output_dir", str(run_dir), "a new folder: it is the prior being fine-tuned, whose weights the run would replace")
+    _refuse_same_folder(prior_dir, run_dir)
     settings = read_latent_settings(prior_dir)
     if not (prior_dir / UNET_NAME).is_file():
         raise InputDataError(prior_dir / UNET_NAME, "not found", "give a prior folder written by train_prior.json or write_release")

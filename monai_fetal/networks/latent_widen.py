@@ -13,7 +13,7 @@ CPU in many hours; starting from a trained generator keeps what it already knows
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -107,19 +107,18 @@ def widen_latent_unet(unet: DiffusionModelUNet, trained_settings: Mapping, setti
     return wide
 
 
+def _to_train(settings: Mapping, init_prior: str | Path | None, build: Callable, file_name: str, widen: Callable) -> torch.nn.Module:
+    if init_prior is None:
+        return build(settings)
+    trained = read_latent_settings(init_prior)
+    return widen(load_state(build(trained), Path(init_prior) / file_name), trained, settings)
+
+
 def autoencoder_to_train(settings: Mapping, init_prior: str | Path | None = None) -> AutoencoderKL:
     """The autoencoder a stage trains: untrained, or the one in the generator folder ``init_prior`` widened to ``settings``."""
-    if init_prior is None:
-        return build_autoencoder(settings)
-    trained = read_latent_settings(init_prior)
-    autoencoder = load_state(build_autoencoder(trained), Path(init_prior) / AUTOENCODER_NAME)
-    return widen_autoencoder(autoencoder, trained, settings)
+    return _to_train(settings, init_prior, build_autoencoder, AUTOENCODER_NAME, widen_autoencoder)
 
 
 def unet_to_train(settings: Mapping, init_prior: str | Path | None = None) -> DiffusionModelUNet:
     """The UNet a stage trains: untrained, or the one in the generator folder ``init_prior`` widened to ``settings``."""
-    if init_prior is None:
-        return build_latent_unet(settings)
-    trained = read_latent_settings(init_prior)
-    unet = load_state(build_latent_unet(trained), Path(init_prior) / UNET_NAME)
-    return widen_latent_unet(unet, trained, settings)
+    return _to_train(settings, init_prior, build_latent_unet, UNET_NAME, widen_latent_unet)
