@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from monai_fetal.bundles import bundle_dir, run_bundle
+from monai_fetal.bundles import bundle_dir, read_bundle_config, run_bundle
 from monai_fetal.data.io import write_png
 from monai_fetal.data.unlabelled import unlabelled_items
 from monai_fetal.engines.adversarial import DiscriminatorAdversarialLoss, GeneratorAdversarialLoss, SelectedOutputInferer, freeze_encoder
 from monai_fetal.engines.latent import AutoencoderLoss, LatentPrepareBatch, TimeLimit, latent_inferer, sample_latent_images
+from monai_fetal.engines.mixed_precision import AutocastInferer
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.metrics.memorisation import nearest_training_images
+from monai_fetal.networks.bfloat16 import cpu_autocast_default, native_bfloat16
 from monai_fetal.networks.latent import (
     CONDITION_FILL,
     build_autoencoder,
@@ -82,6 +84,9 @@ def test_shipped_prior_matches_its_hashes_and_loads():
     assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     again = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3])
     assert torch.allclose(again[0], images[0], atol=1e-5)
+    fast = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3, 4], autocast=True)
+    assert fast.dtype == torch.float32 and 0.0 < float((fast - images).abs().max()) < 0.05
+    assert torch.allclose(sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3], autocast=True)[0], fast[0], atol=1e-5)
 
 
 def test_tampered_prior_is_refused_before_loading(tmp_path: Path):
@@ -125,6 +130,42 @@ def test_prepare_batch_encodes_and_fills_the_mask_channel():
     assert condition.shape == (3, 1, 16, 24)
     assert float(condition.min()) == 0.0 and float(condition.max()) == 1.0
     assert abs(float(condition.mean()) - float(masks.mean())) < 1e-6
+
+
+def test_autocast_runs_in_bfloat16_and_hands_float32_on():
+    from monai.inferers import SimpleInferer
+
+    settings = latent_settings(image_size=[32, 48], autoencoder=TINY_AUTOENCODER, unet=TINY_UNET)
+    autoencoder = build_autoencoder(settings)
+    images = torch.rand(2, 1, 32, 48) * 2 - 1
+    exact = autoencoder(images)[1]  # the posterior mean: no sampling noise
+    assert torch.equal(AutocastInferer(SimpleInferer(), autocast=False)(images, autoencoder)[1], exact)
+    outputs = AutocastInferer(SimpleInferer(), autocast=True)(images, autoencoder)
+    assert isinstance(outputs, tuple) and all(o.dtype == torch.float32 for o in outputs)
+    difference = float((outputs[1] - exact).abs().max())
+    assert 0.0 < difference < 0.05 * float(exact.abs().max())  # bfloat16 arithmetic: close, not equal
+    outputs[0].mean().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in autoencoder.decoder.parameters())
+
+    prepare = {flag: LatentPrepareBatch(autoencoder, settings, 1.5, 1000, mask_key=None, autocast=flag) for flag in (False, True)}
+    latents = {}
+    for flag, step in prepare.items():
+        torch.manual_seed(0)
+        latents[flag] = step({"image": images})[0]
+    assert latents[True].dtype == torch.float32 and latents[True].shape == latents[False].shape
+    assert 0.0 < float((latents[True] - latents[False]).abs().max()) < 0.1 * float(latents[False].abs().max())
+
+
+def test_training_stages_autocast_by_default_only_where_the_cpu_has_bfloat16():
+    assert cpu_autocast_default("cpu") == native_bfloat16() and not cpu_autocast_default("cuda")
+    overrides = {"dataset_dir": "unused", "protocol_file": None, "output_dir": "unused"}
+    default = read_bundle_config(BUNDLE, [COMMON, "train_autoencoder.json"], overrides)
+    assert default.get_parsed_content("autocast") == cpu_autocast_default(default.get_parsed_content("device"))
+    assert default.get_parsed_content("inferer").autocast == default.get_parsed_content("autocast")
+    assert read_bundle_config(BUNDLE, [COMMON, "train_autoencoder.json"], {**overrides, "autocast": False}).get_parsed_content("inferer").autocast is False
+    for stages in (["train_prior.json"], ["train_prior.json", "train_conditioning.json"]):
+        stage_config = read_bundle_config(BUNDLE, [COMMON, *stages], overrides)
+        assert stage_config["inferer"]["autocast"] == stage_config["prepare_batch"]["autocast"] == "@autocast"
 
 
 def test_autoencoder_loss_is_zero_only_for_a_perfect_reconstruction():
@@ -269,6 +310,11 @@ def test_conditioning_starts_from_a_prior_and_synthesises_a_cohort(tiny_prior: P
     items = json.loads((synthetic / "datalist.json").read_text())["training"]
     assert len(items) == 3 and all(item["synthetic"] for item in items)
     assert all((synthetic / item["image"]).is_file() and (synthetic / item["label"]).is_file() for item in items)
+    assert json.loads((synthetic / "synthesis.json").read_text())["autocast"] == cpu_autocast_default("cpu")
+    other_precision = {"generator_dir": str(out), "output_dir": str(synthetic), "num_samples": 4, "steps": 2, "progress": False, "autocast": not cpu_autocast_default("cpu")}
+    with pytest.raises(InputDataError, match="autocast differ"):
+        run_bundle(BUNDLE, "inference.json", other_precision)  # a set is never completed in another precision
+    assert len(json.loads((synthetic / "datalist.json").read_text())["training"]) == 3
 
 
 @pytest.mark.slow

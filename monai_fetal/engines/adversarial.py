@@ -27,6 +27,7 @@ from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import AutoencoderKL
 from torch import nn
 
+from monai_fetal.engines.mixed_precision import bfloat16_autocast
 from monai_fetal.errors import ConfigError
 
 __all__ = ["DiscriminatorAdversarialLoss", "GeneratorAdversarialLoss", "SelectedOutputInferer", "freeze_encoder", "progress_only"]
@@ -69,7 +70,7 @@ class SelectedOutputInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
         """The selected output of ``network`` for ``inputs``."""
-        with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        with bfloat16_autocast(inputs.device, self.autocast):
             output = network(inputs, *args, **kwargs)
         if self.index is not None:
             output = output[self.index]

@@ -225,6 +225,9 @@ class PairSynthesizer:
         progress: show a progress bar.
         overwrite: replace a set the synthesiser wrote in ``output_dir`` with other options (only its
             :data:`SET_ENTRIES`); without it such a folder is refused.
+        autocast: sample a latent generator under bfloat16 autocast (see
+            :func:`~monai_fetal.engines.latent.sample_latent_images`); recorded in the manifest, since the pairs
+            differ slightly. A pixel-space generator samples in float32 either way.
     """
 
     def __init__(
@@ -241,6 +244,7 @@ class PairSynthesizer:
         weights: str | Path | None = None,
         progress: bool = True,
         overwrite: bool = False,
+        autocast: bool = False,
     ) -> None:
         for key, value in (("num_samples", num_samples), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -261,6 +265,7 @@ class PairSynthesizer:
         self.weights = weights
         self.progress = progress
         self.overwrite = overwrite
+        self.autocast = bool(autocast) and isinstance(generator, LatentGenerator)
 
     def manifest(self) -> dict:
         """The options that define the set (everything but its size)."""
@@ -273,6 +278,7 @@ class PairSynthesizer:
             "guidance": self.guidance,
             "seed": self.seed,
             "masks": self.masks.describe(),
+            "autocast": self.autocast,
         }
 
     def _claim_output(self) -> None:
@@ -348,7 +354,7 @@ class PairSynthesizer:
         full = [self.masks[i] for i in indices]
         small = torch.stack([F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size=size, mode="nearest")[0] for m in full])
         if isinstance(self.generator, LatentGenerator):
-            images = sample_latent_images(self.generator, self.inferer, seeds, small, self.guidance)
+            images = sample_latent_images(self.generator, self.inferer, seeds, small, self.guidance, self.autocast)
         else:
             images, _ = sample_pairs(self.generator, self.inferer, size, seeds, small, self.guidance)
         return images[:, 0].cpu().numpy(), full

@@ -17,6 +17,7 @@ from torch import nn
 
 from monai_fetal.config_checks import CHOICES, check_choice
 from monai_fetal.errors import ConfigError
+from monai_fetal.networks.bfloat16 import native_bfloat16
 from monai_fetal.networks.embedding_cache import EmbeddingCache, module_fingerprint
 from monai_fetal.networks.locator import HeadLocator
 from monai_fetal.networks.openvino_runtime import OpenVinoModel, openvino_available, phantom_frames
@@ -41,8 +42,7 @@ def default_precision(device: str | torch.device) -> str:
         return "fp32"
     if openvino_available(int8=True):
         return "ov-int8"
-    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bf16" if bf16 else "fp32"
+    return "bf16" if native_bfloat16() else "fp32"
 
 
 def _rename_keys(state: dict, old: str, new: str) -> None:
