@@ -196,8 +196,8 @@ def sample_latent_images(
         seeds: one seed per image: its starting noise depends only on it.
         masks: ``[B, 1, rows, cols]`` head masks in {0, 1} at the generator's size, or ``None`` (the prior).
         guidance: classifier-free guidance scale (1: conditional prediction only).
-        autocast: run the UNet and the decoder under bfloat16 autocast (on a CPU with native bfloat16 about
-            1.7 times faster, images within about 3 grey levels of float32's; ``benchmarks/latent_speed.py``).
+        autocast: run the UNet and the decoder under bfloat16 autocast (on a CPU with native bfloat16 1.2-2.1
+            times faster, images within about 3 grey levels of float32's; ``benchmarks/latent_speed.py``).
     """
     settings = generator.settings
     device = next(generator.parameters()).device

@@ -1,9 +1,10 @@
-"""bfloat16 autocast for the diffusion bundle's training stages on a CPU.
+"""bfloat16 autocast for the latent generator on a CPU: its training stages and its sampling.
 
 MONAI's trainers enter ``torch.autocast("cuda")`` when ``amp`` is set, so on a CPU they train in
 float32 even where the CPU computes bfloat16 natively. The training configs wrap their inferer in
 :class:`AutocastInferer` (and :class:`~monai_fetal.engines.latent.LatentPrepareBatch` encodes under the same
-switch); the switch's default is :func:`~monai_fetal.networks.bfloat16.cpu_autocast_default`.
+switch), and ``inference.json`` samples under it; the switch's default is
+:func:`~monai_fetal.networks.bfloat16.cpu_autocast_default`.
 """
 
 from __future__ import annotations
