@@ -30,7 +30,7 @@ class DemoResults:
     generator: Path
     evaluations: Mapping[tuple[str, str], Path]
     settings: Mapping[str, object]
-    data: str | None
+    source: str
 
 
 def read_per_image_dice(eval_dir: str | Path) -> dict[str, float]:
@@ -88,14 +88,10 @@ def write_demo_report(results: DemoResults, stages: Mapping[str, StageResult]) -
     _figures(results)
     settings = results.settings
     gen, sam = settings["generator"], settings["sam"]
-    source = results.data or (
-        f"procedural phantom, {settings['phantom_images']} images of "
-        f"{settings['phantom_size'][0]} x {settings['phantom_size'][1]} px (seed {settings['seed']})"
-    )
     lines = [
         "# monai-fetal demo report",
         "",
-        f"- **cohort**: {source}; prepared in `{results.cohort}`",
+        f"- **cohort**: {results.source}; prepared in `{results.cohort}`",
         (
             f"- **split** (`split.json`, by patient, seed {settings['seed']}): {settings['shots']} real training images, "
             f"{sam['val']} validation, {settings['test']} test"
