@@ -226,8 +226,9 @@ class PairSynthesizer:
         overwrite: replace a set the synthesiser wrote in ``output_dir`` with other options (only its
             :data:`SET_ENTRIES`); without it such a folder is refused.
         autocast: sample a latent generator under bfloat16 autocast (see
-            :func:`~monai_fetal.engines.latent.sample_latent_images`); recorded in the manifest, since the pairs
-            differ slightly. A pixel-space generator samples in float32 either way.
+            :func:`~monai_fetal.engines.latent.sample_latent_images`); recorded in the manifest when on, since the
+            pairs differ slightly (a float32 set's manifest is as before it existed, so earlier sets resume). A
+            pixel-space generator samples in float32 either way.
     """
 
     def __init__(
@@ -278,7 +279,7 @@ class PairSynthesizer:
             "guidance": self.guidance,
             "seed": self.seed,
             "masks": self.masks.describe(),
-            "autocast": self.autocast,
+            **({"autocast": True} if self.autocast else {}),
         }
 
     def _claim_output(self) -> None:
