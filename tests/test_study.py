@@ -226,6 +226,7 @@ def test_demo_runs_every_stage_once_and_writes_its_report(tmp_path: Path, monkey
     text = report.read_text()
     assert "| real+synthetic | auto | 0.650 |" in text and "| cohort |" in text
     assert "**cohort**: the 30 real HC18 images packaged with monai-fetal" in text and "phantom" not in text
+    assert "the shipped in-domain prior conditioned on the 2 real pairs" in text and "from scratch" not in text
     for figure in ("pairs.png", "dice_per_image.png"):
         assert (tmp_path / "demo" / figure).read_bytes()[:4] == PNG_MAGIC
     assert len(json.loads((tmp_path / "demo" / "generator_data" / "datalist.json").read_text())["training"]) == 2

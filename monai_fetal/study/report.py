@@ -83,6 +83,13 @@ def _figures(results: DemoResults) -> None:
     save_dice_per_image(panels, results.out / DICE_FIGURE)
 
 
+def _generator_words(generator: Mapping, shots: int) -> str:
+    """How the demo's generator was made, in words: the shipped prior conditioned, or a pixel-space mode from scratch."""
+    if generator["mode"] == "latent":
+        return f"the shipped in-domain prior conditioned on the {shots} real pairs"
+    return f"`{generator['mode']}` mode, cpu preset, trained from scratch on the {shots} real pairs"
+
+
 def write_demo_report(results: DemoResults, stages: Mapping[str, StageResult]) -> Path:
     """Draw the figures and write ``report.md`` in the demo folder; return its path."""
     _figures(results)
@@ -96,10 +103,8 @@ def write_demo_report(results: DemoResults, stages: Mapping[str, StageResult]) -
             f"- **split** (`split.json`, by patient, seed {settings['seed']}): {settings['shots']} real training images, "
             f"{sam['val']} validation, {settings['test']} test"
         ),
-        (
-            f"- **generator** (`fetal_us_diffusion`, cpu preset, trained on the {settings['shots']} real pairs): "
-            f"{gen['epochs']} epoch(s) of {gen['iterations']} iterations; sample grids in `generator/samples/`"
-        ),
+        f"- **generator** (`fetal_us_diffusion`, {_generator_words(gen, settings['shots'])}): "
+        f"{gen['epochs']} epoch(s) of {gen['iterations']} iterations; sample grids in `generator/samples/`",
         f"- **synthetic pairs**: {settings['synthetic']} (DDIM, {gen['synthesis_steps']} steps) in `synthetic/`",
         (
             f"- **SAM** (`fetal_head_sam`, LiteMedSAM, decoder fine-tuned): {sam['epochs']} epoch(s), "
