@@ -22,6 +22,13 @@ when they are close, better conditioning cannot help, a better autoencoder can.
     .venv/bin/python benchmarks/autoencoder_ceiling.py --out benchmarks/results/autoencoder_ceiling_cpu.json
     .venv/bin/python benchmarks/autoencoder_ceiling.py --probes --out benchmarks/results/autoencoder_ceiling_probes_cpu.json
 
+``--speckle SCALE [SCALE ...]`` adds a row per scale: the autoencoder's output with the speckle texture
+(:mod:`monai_fetal.networks.speckle`) fitted on ``--speckle-images`` images of the protocol's unlabelled pool
+(never its test images, no annotation read) and added at that share of the residual's deviation, as
+``synthesize`` adds it to generated pairs:
+
+    .venv/bin/python benchmarks/autoencoder_ceiling.py --speckle 0.4 0.6 0.8 1.0 --out benchmarks/results/autoencoder_ceiling_speckle_cpu.json
+
 ``--autoencoder FILE --autoencoder-args JSON`` scores an autoencoder alone (a ``train_autoencoder.json`` run's
 ``autoencoder.pt``, before any prior is trained on it), e.g. one with more latent channels:
 
@@ -40,18 +47,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from monai_fetal.networks.speckle import SpeckleTexture
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hc18_subset"
 DIFFUSION_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "fetal_us_diffusion"
 SHIPPED_PRIOR = DIFFUSION_BUNDLE / "models" / "prior"
+POOL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hc18_train"
+PROTOCOL = POOL.parent / "benchmark_protocol.json"
 
 
 def passed_through(
-    image: np.ndarray, size: tuple[int, int], autoencoder: torch.nn.Module | None, blur_sigma: float = 0.0, real_band_sigma: float = 0.0
+    image: np.ndarray,
+    size: tuple[int, int],
+    autoencoder: torch.nn.Module | None,
+    blur_sigma: float = 0.0,
+    real_band_sigma: float = 0.0,
+    texture: SpeckleTexture | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """``uint8`` ``image`` resized to ``size`` (area), optionally encoded and decoded, and resized back (bilinear).
 
     ``blur_sigma`` blurs the result at ``size``; ``real_band_sigma`` replaces the decoded image's band finer than
-    that sigma by the real image's.
+    that sigma by the real image's; ``texture`` is added to the result (its noise drawn from ``seed``).
     """
     from monai.networks.layers import GaussianFilter
 
@@ -65,11 +82,13 @@ def passed_through(
             small = decoded
         if blur_sigma:
             small = GaussianFilter(2, blur_sigma)(small)
-    back = F.interpolate(((small + 1.0) / 2.0).clamp(0.0, 1.0), size=image.shape, mode="bilinear", align_corners=False)
-    return (back[0, 0] * 255.0).round().to(torch.uint8).numpy()
+    back = F.interpolate(((small + 1.0) / 2.0).clamp(0.0, 1.0), size=image.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+    if texture is not None:
+        back = texture.add_to(back, seed)
+    return np.round(back * 255.0).astype(np.uint8)
 
 
-def write_passed_cohort(real: Path, out: Path, size: tuple[int, int], autoencoder: torch.nn.Module | None, **options: float) -> Path:
+def write_passed_cohort(real: Path, out: Path, size: tuple[int, int], autoencoder: torch.nn.Module | None, **options: object) -> Path:
     """A cohort folder of the real cohort's images passed through (``options`` of :func:`passed_through`), each with its own filled mask."""
     from monai_fetal.data.cohort import Cohort, CohortItem, write_pair
     from monai_fetal.data.io import read_image
@@ -78,16 +97,19 @@ def write_passed_cohort(real: Path, out: Path, size: tuple[int, int], autoencode
     items = Cohort(real).items()
     for index, item in enumerate(items):
         mask = fill_head_annotation(np.asarray(read_image(item["label"]))) > 0
-        write_pair(out, f"pass_{index:04d}", passed_through(np.asarray(read_image(item["image"])), size, autoencoder, **options), mask)
+        write_pair(out, f"pass_{index:04d}", passed_through(np.asarray(read_image(item["image"])), size, autoencoder, seed=index, **options), mask)
     return Cohort.write(out, [CohortItem(f"pass_{i:04d}", f"pass_{i:04d}", out.name, synthetic=True) for i in range(len(items))], out.name).root
 
 
 def main() -> None:
     from monai_fetal.atomic import write_json_atomic
+    from monai_fetal.data.io import read_image
     from monai_fetal.data.prepare import ensure_cohort
+    from monai_fetal.data.unlabelled import unlabelled_items
     from monai_fetal.jobs import synth_report
     from monai_fetal.networks.latent import build_autoencoder, latent_settings, load_latent_generator, load_state
     from monai_fetal.networks.latent_release import checked_prior
+    from monai_fetal.networks.speckle import fit_speckle
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="real images with masks (HC18 or cohort folder)")
@@ -96,6 +118,8 @@ def main() -> None:
     parser.add_argument("--autoencoder-args", type=json.loads, default={}, help="that run's autoencoder_args (JSON), e.g. '{\"latent_channels\": 8}'")
     parser.add_argument("--max-real", type=int, default=60)
     parser.add_argument("--probes", action="store_true", help="also the blurred and the autoencoder-with-real-finest-band rows")
+    parser.add_argument("--speckle", type=float, nargs="+", default=[], help="rows with the speckle texture added at these scales")
+    parser.add_argument("--speckle-images", type=int, default=60, help="unlabelled-pool images the texture is fitted on")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.autoencoder is None:
@@ -111,6 +135,10 @@ def main() -> None:
         passes = [("resized", None, {}), ("autoencoder", autoencoder, {})]
         if args.probes:
             passes += [("blurred", None, {"blur_sigma": 0.7}), ("autoencoder_real_finest_band", autoencoder, {"real_band_sigma": 1.0})]
+        if args.speckle:
+            pool = (np.asarray(read_image(item["image"]), dtype=np.float32) / 255.0 for item in unlabelled_items(POOL, PROTOCOL)[: args.speckle_images])
+            fitted = fit_speckle(autoencoder, size, pool, 1.0)
+            passes += [(f"autoencoder_speckle_{scale}", autoencoder, {"texture": SpeckleTexture(fitted.kernel, fitted.levels, scale)}) for scale in args.speckle]
         for name, autoencoder, options in passes:
             passed = write_passed_cohort(real, Path(work) / name, size, autoencoder, **options)
             report = synth_report(real, passed, Path(work) / f"{name}_report", max_real=args.max_real)
@@ -124,7 +152,8 @@ def main() -> None:
             print(name, json.dumps(rows[name]), flush=True)
     real_consistency = report["real"]["pair_consistency"]["mean"]
     scored = {"autoencoder": str(args.autoencoder), "autoencoder_args": args.autoencoder_args} if args.autoencoder else {"generator": str(args.generator)}
-    result = {**scored, "image_size": list(size), "real_pair_consistency": real_consistency, **rows}
+    fit = {"speckle_fitted_on": f"{args.speckle_images} images of the unlabelled pool of {PROTOCOL.name}"} if args.speckle else {}
+    result = {**scored, "image_size": list(size), "real_pair_consistency": real_consistency, **fit, **rows}
     write_json_atomic(args.out, result)
 
 

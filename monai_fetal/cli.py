@@ -127,6 +127,7 @@ def _synthesize(args: argparse.Namespace) -> None:
         mask_affine=args.affine,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
+        texture=args.texture,
     )
     print(f"synthetic cohort written: {datalist}")
 
@@ -310,6 +311,13 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--masks", help="folder of masks to condition on (default: new masks from the shape prior)")
     p.add_argument("--affine", action="store_true", help="move each --masks mask by a random affine (new heads from real ones)")
     p.add_argument("--batch-size", type=int, help=f"pairs sampled at once {_CONFIG_DEFAULT}")
+    p.add_argument(
+        "--no-texture",
+        dest="texture",
+        action="store_false",
+        default=None,
+        help="do not add the generator's speckle texture (its speckle.json) to the images",
+    )
     p.add_argument(
         "--overwrite", action="store_true", help="replace a synthetic set monai-fetal wrote in --out with other options (keeps files it did not write)"
     )

@@ -201,13 +201,15 @@ def synthesize_pairs(
     mask_affine: bool | None = None,
     batch_size: int | None = None,
     overwrite: bool | None = None,
+    texture: bool | None = None,
 ) -> Path:
     """Sample ``count`` image-mask pairs with the generator folder ``generator`` into the cohort folder ``out``; its datalist's path.
 
     Masks come from the shape prior, or from ``masks`` (moved by a random affine with ``mask_affine``);
     ``size`` is the output's rows and columns (default: the real images'). A rerun completes the set;
     ``overwrite`` replaces a set that ``synthesize`` wrote in ``out`` with other options
-    (:class:`~monai_fetal.engines.synthesis.PairSynthesizer`).
+    (:class:`~monai_fetal.engines.synthesis.PairSynthesizer`); ``texture`` ``False`` leaves out the generator's
+    speckle texture (:mod:`monai_fetal.networks.speckle`).
     """
     overrides = {
         "generator_dir": generator,
@@ -222,6 +224,7 @@ def synthesize_pairs(
         "mask_affine": mask_affine,
         "batch_size": batch_size,
         "overwrite": overwrite,
+        "texture": texture,
     }
     run_bundle("fetal_us_diffusion", "inference.json", _given(overrides))
     return Path(out) / "datalist.json"

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from monai_fetal.bundles import bundle_dir, read_bundle_config, run_bundle
-from monai_fetal.data.io import write_png
+from monai_fetal.data.io import read_image, write_png
 from monai_fetal.data.unlabelled import unlabelled_items
 from monai_fetal.engines.adversarial import DiscriminatorAdversarialLoss, GeneratorAdversarialLoss, SelectedOutputInferer, freeze_encoder
 from monai_fetal.engines.latent import AutoencoderLoss, LatentPrepareBatch, TimeLimit, latent_inferer, sample_latent_images
@@ -30,7 +30,8 @@ from monai_fetal.networks.latent import (
     load_latent_generator,
     read_latent_settings,
 )
-from monai_fetal.networks.latent_release import RELEASE_FILES, checked_prior, verified_release, write_release
+from monai_fetal.networks.latent_release import RELEASE_FILES, checked_prior, verified_release, write_release, write_speckle
+from monai_fetal.networks.speckle import SPECKLE_NAME, SpeckleTexture
 from monai_fetal.networks.latent_widen import autoencoder_to_train, unet_to_train
 
 BUNDLE = "fetal_us_diffusion"
@@ -380,3 +381,25 @@ def test_release_files_are_listed_in_large_files_yml():
     listing = (bundle_dir(BUNDLE) / "large_files.yml").read_text()
     for name in RELEASE_FILES:
         assert f"models/prior/{name}" in listing
+
+
+def test_conditioning_carries_the_prior_texture_into_its_pairs(tiny_prior: Path, image_folder: Path, tmp_path: Path):
+    prior = tmp_path / "prior"
+    shutil.copytree(tiny_prior, prior)
+    texture = write_speckle(prior, image_folder, count=4)
+    out = tmp_path / "generator"
+    overrides = {"dataset_dir": str(image_folder), "output_dir": str(out), "prior_dir": str(prior), "batch_size": 2, "epoch_length": 1, "max_epochs": 1, "sample_count": 2, "sample_steps": 2}
+    run_bundle(BUNDLE, [COMMON, "train_prior.json", "train_conditioning.json"], overrides)
+    assert (out / SPECKLE_NAME).read_bytes() == texture.read_bytes()
+    sets = {}
+    for name, textured in (("textured", True), ("plain", False)):
+        sets[name] = tmp_path / name
+        run_bundle(BUNDLE, "inference.json", {"generator_dir": str(out), "output_dir": str(sets[name]), "num_samples": 2, "steps": 2, "progress": False, "texture": textured})
+    manifests = {name: json.loads((folder / "synthesis.json").read_text()) for name, folder in sets.items()}
+    assert manifests["textured"]["speckle"] == SpeckleTexture.load(texture).digest() and "speckle" not in manifests["plain"]
+    for sub, differ in (("images", True), ("masks", False)):
+        pairs = [[np.asarray(read_image(p)) for p in sorted((folder / sub).iterdir())] for folder in sets.values()]
+        assert all((not np.array_equal(a, b)) == differ for a, b in zip(*pairs))
+    with pytest.raises(InputDataError, match="speckle differ"):
+        run_bundle(BUNDLE, "inference.json", {"generator_dir": str(out), "output_dir": str(sets["textured"]), "num_samples": 3, "steps": 2, "progress": False, "texture": False})
+    assert len(list((sets["textured"] / "images").iterdir())) == 2

@@ -40,6 +40,7 @@ from monai_fetal.engines.latent import latent_inferer, sample_latent_images
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.diffusion import MaskConditionedDiffusion, build_generator, find_generator_files, load_generator_weights, read_settings
 from monai_fetal.networks.latent import LATENT_SETTINGS_NAME, UNET_NAME, LatentGenerator, load_latent_generator
+from monai_fetal.networks.speckle import SpeckleTexture
 from monai_fetal.shape.outline import fill_head_annotation
 from monai_fetal.shape.prior import EllipseShapePrior
 from monai_fetal.staging import MARKER_NAME, output_lock, read_marker, write_marker
@@ -54,6 +55,7 @@ SET_ENTRIES = ("images", "masks", "datalist.json", MANIFEST_NAME)
 PREFIX = "syn_"
 _COMMAND = "synthesize"
 _MAX_ATTEMPTS = 8  # joint mode: seeds tried per pair until a head is generated
+_TEXTURE_STREAM = 1 << 20  # pair_seed's attempt for the texture's noise: a stream no sampling attempt uses
 
 
 def pair_seed(seed: int, index: int, attempt: int = 0) -> int:
@@ -229,6 +231,9 @@ class PairSynthesizer:
             :func:`~monai_fetal.engines.latent.sample_latent_images`); recorded in the manifest when on, since the
             pairs differ slightly (a float32 set's manifest is as before it existed, so earlier sets resume). A
             pixel-space generator samples in float32 either way.
+        speckle: texture added to each image at the output size, its noise drawn from the pair's seed
+            (:func:`~monai_fetal.networks.speckle.speckle_of`: the generator folder's ``speckle.json``); recorded
+            in the manifest when given.
     """
 
     def __init__(
@@ -246,6 +251,7 @@ class PairSynthesizer:
         progress: bool = True,
         overwrite: bool = False,
         autocast: bool = False,
+        speckle: SpeckleTexture | None = None,
     ) -> None:
         for key, value in (("num_samples", num_samples), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -267,6 +273,7 @@ class PairSynthesizer:
         self.progress = progress
         self.overwrite = overwrite
         self.autocast = bool(autocast) and isinstance(generator, LatentGenerator)
+        self.speckle = speckle
 
     def manifest(self) -> dict:
         """The options that define the set (everything but its size)."""
@@ -280,6 +287,7 @@ class PairSynthesizer:
             "seed": self.seed,
             "masks": self.masks.describe(),
             **({"autocast": True} if self.autocast else {}),
+            **({"speckle": self.speckle.digest()} if self.speckle is not None else {}),
         }
 
     def _claim_output(self) -> None:
@@ -361,8 +369,10 @@ class PairSynthesizer:
         return images[:, 0].cpu().numpy(), full
 
     def _write(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:
-        up = F.interpolate(torch.from_numpy(image)[None, None], size=mask.shape, mode="bilinear", align_corners=False)[0, 0]
-        pixels = (up.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
+        up = F.interpolate(torch.from_numpy(image)[None, None], size=mask.shape, mode="bilinear", align_corners=False)[0, 0].clamp(0.0, 1.0).numpy()
+        if self.speckle is not None:
+            up = self.speckle.add_to(up, pair_seed(self.seed, index, _TEXTURE_STREAM))
+        pixels = np.round(up * 255.0).astype(np.uint8)
         write_pair(self.output_dir, self.case_id(index), pixels, mask)
 
     def run(self) -> Path:

@@ -1,7 +1,8 @@
 """Shipped latent-generator weights: write a release folder from a training run, and check one at load.
 
 A release folder holds ``latent_generator.json``, ``autoencoder.pt`` and ``unet.pt`` (the UNet in half
-precision, as diffusion weights are commonly shipped). Its files are listed with their sha256 in the
+precision, as diffusion weights are commonly shipped), and optionally ``speckle.json`` (the texture its
+autoencoder loses, :mod:`monai_fetal.networks.speckle`; :func:`write_speckle` fits it). Its files are listed with their sha256 in the
 bundle's ``large_files.yml`` (MONAI's format: ``large_files: [{path, url, hash_val, hash_type}]``), and
 :func:`verified_release` refuses a file whose hash differs, before ``torch.load`` ever reads it.
 """
@@ -12,17 +13,29 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
 from monai_fetal.atomic import atomic_path
 from monai_fetal.errors import ConfigError, InputDataError
-from monai_fetal.networks.latent import AUTOENCODER_NAME, LATENT_SETTINGS_NAME, UNET_NAME, read_latent_settings, save_latent_settings
+from monai_fetal.networks.latent import (
+    AUTOENCODER_NAME,
+    LATENT_SETTINGS_NAME,
+    UNET_NAME,
+    build_autoencoder,
+    load_state,
+    read_latent_settings,
+    save_latent_settings,
+)
+from monai_fetal.networks.speckle import SPECKLE_NAME, fit_speckle
 
 __all__ = [
     "RELEASE_FILES",
+    "OPTIONAL_RELEASE_FILES",
     "sha256_of",
     "write_release",
+    "write_speckle",
     "write_large_files",
     "verified_release",
     "checked_prior",
@@ -31,6 +44,9 @@ __all__ = [
 ]
 
 RELEASE_FILES = (LATENT_SETTINGS_NAME, AUTOENCODER_NAME, UNET_NAME)
+OPTIONAL_RELEASE_FILES = (SPECKLE_NAME,)
+SPECKLE_SCALE = 0.6
+"""Share of the residual's deviation the fitted texture adds (chosen by ``benchmarks/autoencoder_ceiling.py --speckle``)."""
 
 
 def sha256_of(path: str | Path) -> str:
@@ -66,12 +82,38 @@ def write_release(run_dir: str | Path, release_dir: str | Path) -> Path:
     return release_dir
 
 
+def write_speckle(
+    release_dir: str | Path, dataset_dir: str | Path, protocol_file: str | Path | None = None, count: int = 60, scale: float = SPECKLE_SCALE
+) -> Path:
+    """Fit the speckle texture of the release's autoencoder on ``count`` unlabelled images; write ``speckle.json``.
+
+    The images are those :func:`~monai_fetal.data.unlabelled.unlabelled_items` gives (the protocol's
+    ``unlabelled_pool`` when ``protocol_file`` is given; never its test images, and no annotation is read).
+
+    Raises:
+        InputDataError: the release lacks its settings or autoencoder, or the images cannot be read.
+    """
+    from monai_fetal.data.io import read_image
+    from monai_fetal.data.unlabelled import unlabelled_items
+
+    release_dir = Path(release_dir)
+    settings = read_latent_settings(release_dir)
+    autoencoder = load_state(build_autoencoder(settings), release_dir / AUTOENCODER_NAME)
+    items = unlabelled_items(dataset_dir, protocol_file)[:count]
+    images = (np.asarray(read_image(item["image"]), dtype=np.float32) / 255.0 for item in items)
+    return fit_speckle(autoencoder, settings["image_size"], images, scale).save(release_dir / SPECKLE_NAME)
+
+
+def _listed_files(release_dir: Path) -> list[str]:
+    return list(RELEASE_FILES) + [name for name in OPTIONAL_RELEASE_FILES if (release_dir / name).is_file()]
+
+
 def write_large_files(bundle_root: str | Path, release_dir: str | Path, url: str = "") -> Path:
     """Write ``bundle_root/large_files.yml`` listing the release's files (relative paths) with their sha256."""
     bundle_root, release_dir = Path(bundle_root), Path(release_dir)
     entries = [
         {"path": str((release_dir / name).relative_to(bundle_root)), "url": url, "hash_val": sha256_of(release_dir / name), "hash_type": "sha256"}
-        for name in RELEASE_FILES
+        for name in _listed_files(release_dir)
     ]
     path = bundle_root / "large_files.yml"
     with atomic_path(path) as tmp:
@@ -81,6 +123,8 @@ def write_large_files(bundle_root: str | Path, release_dir: str | Path, url: str
 
 def verified_release(bundle_root: str | Path, release_dir: str | Path) -> Path:
     """``release_dir`` after checking each of its files against the sha256 in ``bundle_root/large_files.yml``.
+
+    An optional file (``speckle.json``) is checked when ``large_files.yml`` lists it, and refused when it does not.
 
     Raises:
         InputDataError: ``large_files.yml`` is missing or does not list a file, a file is missing, or its
@@ -92,9 +136,13 @@ def verified_release(bundle_root: str | Path, release_dir: str | Path) -> Path:
         entries = {e["path"]: e for e in yaml.safe_load(listing.read_text())["large_files"]}
     except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
         raise InputDataError(listing, f"cannot be read as MONAI's large_files.yml ({err})", "restore it from the repository") from err
-    for name in RELEASE_FILES:
+    for name in RELEASE_FILES + OPTIONAL_RELEASE_FILES:
         path = release_dir / name
         key = str(path.relative_to(bundle_root)) if path.is_relative_to(bundle_root) else str(path)
+        if name in OPTIONAL_RELEASE_FILES and key not in entries:
+            if path.is_file():
+                raise InputDataError(path, "is not listed in large_files.yml, so it cannot be checked", "delete it, or restore the bundle's models/ folder from the repository")
+            continue
         if key not in entries:
             raise InputDataError(listing, f"does not list {key}", "restore large_files.yml from the repository")
         if not path.is_file():
