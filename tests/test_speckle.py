@@ -92,7 +92,7 @@ def test_tampered_or_unlisted_texture_is_refused(tmp_path: Path):
     shutil.copytree(bundle_dir(BUNDLE) / "models", root / "models")
     shutil.copy(bundle_dir(BUNDLE) / "large_files.yml", root / "large_files.yml")
     speckle = root / "models" / "prior" / SPECKLE_NAME
-    speckle.write_text(speckle.read_text().replace('"scale": 0.6', '"scale": 0.9'))
+    speckle.write_text(speckle.read_text().replace('"scale": 0.4', '"scale": 0.9'))
     with pytest.raises(InputDataError, match="sha256") as caught:
         checked_prior(root, root / "models" / "prior")
     assert SPECKLE_NAME in str(caught.value)
