@@ -66,9 +66,13 @@ class SpeckleTexture:
 
     def noise(self, shape: Sequence[int], seed: int) -> np.ndarray:
         """Unit-deviation noise of ``shape`` with the fitted spectrum; it depends only on ``seed``."""
-        white = torch.randn((1, 1, int(shape[0]), int(shape[1])), generator=torch.Generator().manual_seed(int(seed)))
-        pad = self.kernel.shape[0] // 2
-        shaped = F.conv2d(F.pad(white, (pad,) * 4, mode="circular"), torch.from_numpy(self.kernel)[None, None])[0, 0]
+        rows, cols = int(shape[0]), int(shape[1])
+        white = torch.randn((rows, cols), generator=torch.Generator().manual_seed(int(seed)))
+        half = self.kernel.shape[0] // 2
+        placed = torch.zeros((rows, cols))
+        placed[: self.kernel.shape[0], : self.kernel.shape[1]] = torch.from_numpy(self.kernel)[: rows, : cols]
+        placed = torch.roll(placed, (-half, -half), dims=(0, 1))
+        shaped = torch.fft.irfft2(torch.fft.rfft2(white) * torch.fft.rfft2(placed).conj(), s=(rows, cols))  # circular correlation
         return (shaped / shaped.std().clamp_min(1e-8)).numpy()
 
     def add_to(self, image: np.ndarray, seed: int) -> np.ndarray:
