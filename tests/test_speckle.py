@@ -62,7 +62,8 @@ def test_texture_refuses_bad_values_and_files(tmp_path: Path):
     assert "delete it" in str(caught.value)
     with pytest.raises(ConfigError, match="texture"):
         speckle_of(tmp_path, "yes")
-    assert speckle_of(tmp_path / "none") is None and copy_speckle(tmp_path / "none", tmp_path) is None
+    assert speckle_of(tmp_path / "none") is None and copy_speckle(tmp_path / "none", tmp_path / "other") is None
+    assert copy_speckle(tmp_path / "none", tmp_path) is None and not path.exists()  # a stale texture goes with its prior
 
 
 def test_shipped_prior_has_a_texture_fitted_as_documented():

@@ -172,11 +172,14 @@ def speckle_of(generator_dir: str | Path, enabled: bool = True) -> SpeckleTextur
 
 
 def copy_speckle(prior_dir: str | Path, run_dir: str | Path) -> Path | None:
-    """Copy the prior's ``speckle.json`` into a run that keeps its autoencoder (conditioning); ``None`` when it has none."""
-    source = Path(prior_dir) / SPECKLE_NAME
+    """Copy the prior's ``speckle.json`` into a run that keeps its autoencoder (conditioning); ``None`` when it has none.
+
+    A texture an earlier run left in ``run_dir`` is removed when the prior has none, so it never outlives its autoencoder.
+    """
+    source, target = Path(prior_dir) / SPECKLE_NAME, Path(run_dir) / SPECKLE_NAME
     if not source.is_file():
+        target.unlink(missing_ok=True)
         return None
-    target = Path(run_dir) / SPECKLE_NAME
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
     return target
