@@ -1,0 +1,159 @@
+"""The benchmark protocol's rows in one table and one figure, from the results files of ``auto_measure.py``.
+
+Each setting (shots, unlabelled pool or not, synthetic pairs) is summarised over its seeds, for both prompts (no
+box and the ground-truth box), with the numbers of what ``segment`` writes: the Dice of the written masks (every head
+its snapped ellipse), the HC error of the snapped ellipse in mm, the share of images under Dice 0.90, the flagged
+count and the failures left unflagged. Synthetic pairs are also compared with the real-only row of the same shots,
+seed and pool (paired by seed: the seed spread is larger than their effect). A later file's row replaces an earlier
+one of the same setting, seed, test images and effort, so the newest measurement of each row wins; only rows of one
+effort (``--effort``, default ``full``) are read.
+
+    .venv/bin/python benchmarks/protocol_table.py benchmarks/results/auto_measure_cpu_zoom.json \\
+        benchmarks/results/auto_measure_cpu_speckle.json --out benchmarks/results/protocol_table_cpu.json \\
+        --markdown /tmp/protocol_table.md --figure docs/results_protocol_dice_vs_shots.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+PROMPTS = {"auto": "no box", "gt_box": "ground-truth box"}
+DICE_FAIL = 0.90
+
+
+def newest_rows(files: list[Path], effort: str) -> dict[tuple, dict]:
+    """``{(shots, unlabelled, synthetic, seed): row}`` of ``effort`` from ``files``; later files win; one test-set size only."""
+    rows: dict[tuple, dict] = {}
+    sizes = set()
+    for path in files:
+        for row in json.loads(path.read_text())["rows"]:
+            if row.get("effort", "full") != effort:
+                continue
+            sizes.add(row["auto"]["summary"]["images"])
+            rows[(row["shots"], bool(row["unlabelled"]), int(row["synthetic"]), row["seed"])] = row
+    if len(sizes) > 1:
+        raise SystemExit(f"the rows score different numbers of test images {sorted(sizes)}: pass files of one test set")
+    return rows
+
+
+def prompt_summary(per_image: list[dict]) -> dict[str, float]:
+    """One model's written Dice (mean, min), HC error of the snapped ellipse and share under 0.90, from its per-image rows."""
+    written = np.array([image["dice_written"] for image in per_image])
+    hc_error = np.array([image["hc_error_snapped_mm"] for image in per_image])
+    return {
+        "dice_mean": float(written.mean()),
+        "dice_min": float(written.min()),
+        "hc_error_mm": float(hc_error.mean()),
+        "share_below_090": float((written < DICE_FAIL).mean()),
+    }
+
+
+def setting_summaries(rows: dict[tuple, dict]) -> list[dict]:
+    """Per setting and prompt: the seeds' means and per-seed values."""
+    grouped: dict[tuple, list[dict]] = defaultdict(list)
+    for (shots, unlabelled, synthetic, seed), row in sorted(rows.items()):
+        grouped[(shots, unlabelled, synthetic)].append(row)
+    table = []
+    for (shots, unlabelled, synthetic), seeds in sorted(grouped.items()):
+        for prompt in PROMPTS:
+            per_seed = [prompt_summary(row[prompt]["per_image"]) for row in seeds]
+            summaries = [row[prompt]["summary"] for row in seeds]
+            entry = {"shots": shots, "unlabelled": unlabelled, "synthetic": synthetic, "prompt": prompt, "seeds": [row["seed"] for row in seeds]}
+            for key in ("dice_mean", "hc_error_mm", "share_below_090"):
+                entry[key] = float(np.mean([values[key] for values in per_seed]))
+                entry[f"{key}_per_seed"] = [values[key] for values in per_seed]
+            entry["dice_min"] = min(values["dice_min"] for values in per_seed)
+            entry["flagged_mean"] = float(np.mean([summary["flagged"] for summary in summaries]))
+            entry["unflagged_failures"] = [summary["written_unflagged_failures"] for summary in summaries]
+            table.append(entry)
+    return table
+
+
+def synthetic_effects(rows: dict[tuple, dict]) -> list[dict]:
+    """For each row with synthetic pairs, its change against the real-only row of the same shots, pool and seed."""
+    effects = []
+    for (shots, unlabelled, synthetic, seed), row in sorted(rows.items()):
+        base = rows.get((shots, unlabelled, 0, seed))
+        if not synthetic or base is None:
+            continue
+        effect = {"shots": shots, "unlabelled": unlabelled, "synthetic": synthetic, "seed": seed}
+        for prompt in PROMPTS:
+            with_pairs, without = prompt_summary(row[prompt]["per_image"]), prompt_summary(base[prompt]["per_image"])
+            effect[prompt] = {
+                "dice_change": with_pairs["dice_mean"] - without["dice_mean"],
+                "hc_error_mm": [without["hc_error_mm"], with_pairs["hc_error_mm"]],
+                "hc_error_change_share": with_pairs["hc_error_mm"] / without["hc_error_mm"] - 1.0,
+            }
+        effects.append(effect)
+    return effects
+
+
+def markdown(table: list[dict], effects: list[dict], images: int) -> str:
+    """The settings table and the paired synthetic effects in Markdown."""
+    lines = [
+        f"| shots | pool | synthetic | prompt | seeds | Dice (per seed) | min | HC error, mm (per seed) | Dice < 0.90 | flagged | failures unflagged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in table:
+        dice = ", ".join(f"{value:.4f}" for value in entry["dice_mean_per_seed"])
+        hc = ", ".join(f"{value:.2f}" for value in entry["hc_error_mm_per_seed"])
+        lines.append(
+            f"| {entry['shots']} | {'yes' if entry['unlabelled'] else 'no'} | {entry['synthetic']} | {PROMPTS[entry['prompt']]} "
+            f"| {len(entry['seeds'])} | **{entry['dice_mean']:.4f}** ({dice}) | {entry['dice_min']:.3f} | **{entry['hc_error_mm']:.2f}** ({hc}) "
+            f"| {100 * entry['share_below_090']:.1f} % | {entry['flagged_mean']:.1f} | {' / '.join(map(str, entry['unflagged_failures']))} |"
+        )
+    lines += ["", f"Synthetic pairs against the real-only row of the same seed ({images} test images):", ""]
+    lines += ["| shots | pool | synthetic | seed | no box: Dice change | HC error, mm | GT box: Dice change | HC error, mm |", "|---|---|---|---|---|---|---|---|"]
+    for effect in effects:
+        auto, box = effect["auto"], effect["gt_box"]
+        lines.append(
+            f"| {effect['shots']} | {'yes' if effect['unlabelled'] else 'no'} | {effect['synthetic']} | {effect['seed']} "
+            f"| {auto['dice_change']:+.4f} | {auto['hc_error_mm'][0]:.2f} -> {auto['hc_error_mm'][1]:.2f} ({100 * auto['hc_error_change_share']:+.0f} %) "
+            f"| {box['dice_change']:+.4f} | {box['hc_error_mm'][0]:.2f} -> {box['hc_error_mm'][1]:.2f} ({100 * box['hc_error_change_share']:+.0f} %) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figure_rows(table: list[dict]) -> list[dict]:
+    """Rows for :func:`~monai_fetal.study.figures.save_dice_vs_shots`: one per model trained without the pool (its rows are in the table)."""
+    return [
+        {"shots": entry["shots"], "synthetic": entry["synthetic"], "seed": seed, "cohort": "protocol test", "prompt": PROMPTS[entry["prompt"]], "dice_mean": dice}
+        for entry in table
+        if not entry["unlabelled"]
+        for seed, dice in zip(entry["seeds"], entry["dice_mean_per_seed"])
+    ]
+
+
+def main() -> None:
+    from monai_fetal.atomic import write_json_atomic, write_text_atomic
+    from monai_fetal.study.figures import save_dice_vs_shots
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, nargs="+", help="auto_measure.py results files, oldest first")
+    parser.add_argument("--effort", default="full", help="the rows' effort (auto_measure.py --effort)")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON summary")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables in Markdown")
+    parser.add_argument("--figure", type=Path, default=None, help="also draw mean written Dice against shots (PNG)")
+    args = parser.parse_args()
+    rows = newest_rows(args.results, args.effort)
+    if not rows:
+        raise SystemExit(f"no rows of effort {args.effort!r} in {[str(path) for path in args.results]}")
+    images = next(iter(rows.values()))["auto"]["summary"]["images"]
+    table, effects = setting_summaries(rows), synthetic_effects(rows)
+    write_json_atomic(
+        args.out,
+        {"what": __doc__.split("\n\n")[0], "sources": [str(path) for path in args.results], "effort": args.effort, "test_images": images, "settings": table, "synthetic_effects": effects},
+    )
+    if args.markdown:
+        write_text_atomic(args.markdown, markdown(table, effects, images))
+    if args.figure:
+        save_dice_vs_shots(figure_rows(table), args.figure)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The protocol's table and figure from auto_measure.py results (benchmarks/protocol_table.py), without a model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "protocol_table.py"
+
+
+@pytest.fixture(scope="module")
+def protocol_table():
+    spec = importlib.util.spec_from_file_location("protocol_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["protocol_table"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(shots: int, seed: int, synthetic: int, written: list[float], snapped: list[float], unflagged: int = 0, effort: str | None = None) -> dict:
+    per_image = [{"dice_written": dice, "hc_error_snapped_mm": error} for dice, error in zip(written, snapped)]
+    summary = {"images": len(per_image), "flagged": 1, "written_unflagged_failures": unflagged}
+    row = {"shots": shots, "seed": seed, "unlabelled": False, "synthetic": synthetic}
+    row.update({prompt: {"summary": summary, "per_image": per_image} for prompt in ("auto", "gt_box")})
+    return row | ({"effort": effort} if effort else {})
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text(json.dumps({"rows": rows}))
+    return path
+
+
+def test_table_means_seeds_of_the_newest_rows_and_pairs_synthetic_rows_by_seed(protocol_table, tmp_path, monkeypatch):
+    old = _write(tmp_path / "old.json", [_row(5, 0, 0, [0.5, 0.5], [9.0, 9.0]), _row(5, 1, 0, [0.96, 0.80], [2.0, 6.0], unflagged=1)])
+    new = _write(
+        tmp_path / "new.json",
+        [
+            _row(5, 0, 0, [0.98, 0.94], [1.0, 3.0]),  # replaces the old seed-0 row
+            _row(5, 0, 20, [0.99, 0.97], [1.0, 2.0]),
+            _row(5, 1, 0, [0.1, 0.1], [50.0, 50.0], effort="fast"),  # another effort: not read
+        ],
+    )
+    out = tmp_path / "table.json"
+    argv = ["protocol_table.py", str(old), str(new), "--out", str(out), "--markdown", str(tmp_path / "t.md"), "--figure", str(tmp_path / "f.png")]
+    monkeypatch.setattr(sys, "argv", argv)
+    protocol_table.main()
+    result = json.loads(out.read_text())
+    real = next(s for s in result["settings"] if (s["shots"], s["synthetic"], s["prompt"]) == (5, 0, "auto"))
+    assert real["seeds"] == [0, 1]
+    assert real["dice_mean_per_seed"] == pytest.approx([0.96, 0.88]) and real["dice_mean"] == pytest.approx(0.92)
+    assert real["hc_error_mm_per_seed"] == pytest.approx([2.0, 4.0]) and real["hc_error_mm"] == pytest.approx(3.0)
+    assert real["dice_min"] == pytest.approx(0.80) and real["share_below_090"] == pytest.approx(0.25)
+    assert real["unflagged_failures"] == [0, 1]
+    (effect,) = result["synthetic_effects"]  # seed 1 has no synthetic row: nothing to pair
+    assert (effect["seed"], effect["synthetic"]) == (0, 20)
+    assert effect["auto"]["dice_change"] == pytest.approx(0.02)
+    assert effect["auto"]["hc_error_mm"] == pytest.approx([2.0, 1.5]) and effect["auto"]["hc_error_change_share"] == pytest.approx(-0.25)
+    table = (tmp_path / "t.md").read_text()
+    assert "**0.9200** (0.9600, 0.8800)" in table and "2.00 -> 1.50 (-25 %)" in table
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rows_of_different_test_sets_are_refused(protocol_table, tmp_path):
+    first = _write(tmp_path / "a.json", [_row(5, 0, 0, [0.9, 0.9], [1.0, 1.0])])
+    second = _write(tmp_path / "b.json", [_row(5, 1, 0, [0.9, 0.9, 0.9], [1.0, 1.0, 1.0])])
+    with pytest.raises(SystemExit, match=r"different numbers of test images \[2, 3\]"):
+        protocol_table.newest_rows([first, second], "full")
