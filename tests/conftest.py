@@ -6,8 +6,11 @@ when ``../shared/data`` is absent. Locally the real-data tests skip, and ``-rs``
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,21 @@ def hc18_cohort(hc18_subset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("cohorts") / "hc18_subset"
     prepare_cohort(hc18_subset, out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def repo_script() -> Callable[[str], ModuleType]:
+    """A loader of the checkout's scripts (``benchmarks/*.py``, not package modules) as modules, registered under their stem."""
+
+    def load(relative_path: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / relative_path
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

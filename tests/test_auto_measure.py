@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -10,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "auto_measure.py"
-
 
 @pytest.fixture(scope="module")
-def auto_measure():
-    spec = importlib.util.spec_from_file_location("auto_measure", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["auto_measure"] = module
-    spec.loader.exec_module(module)
-    return module
+def auto_measure(repo_script):
+    return repo_script("benchmarks/auto_measure.py")
 
 
 def test_protocol_test_items_carry_published_hc_and_the_pool_no_annotations(auto_measure, shared_data):

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "protocol_table.py"
-
 
 @pytest.fixture(scope="module")
-def protocol_table():
-    spec = importlib.util.spec_from_file_location("protocol_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["protocol_table"] = module
-    spec.loader.exec_module(module)
-    return module
+def protocol_table(repo_script):
+    return repo_script("benchmarks/protocol_table.py")
 
 
 def _row(shots: int, seed: int, synthetic: int, written: list[float], snapped: list[float], unflagged: int = 0, effort: str | None = None) -> dict:
