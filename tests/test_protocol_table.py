@@ -15,10 +15,17 @@ def protocol_table(repo_script):
 
 
 def _row(shots: int, seed: int, synthetic: int, written: list[float], snapped: list[float], unflagged: int = 0, effort: str | None = None) -> dict:
-    per_image = [{"dice_written": dice, "hc_error_snapped_mm": error} for dice, error in zip(written, snapped)]
-    summary = {"images": len(per_image), "flagged": 1, "written_unflagged_failures": unflagged}
+    summary = {
+        "images": len(written),
+        "written_dice_mean": sum(written) / len(written),
+        "written_dice_min": min(written),
+        "hc_error_snapped_mm_mean": sum(snapped) / len(snapped),
+        "written_share_dice_below_090": sum(dice < 0.90 for dice in written) / len(written),
+        "flagged": 1,
+        "written_unflagged_failures": unflagged,
+    }
     row = {"shots": shots, "seed": seed, "unlabelled": False, "synthetic": synthetic}
-    row.update({prompt: {"summary": summary, "per_image": per_image} for prompt in ("auto", "gt_box")})
+    row.update({prompt: {"summary": summary} for prompt in ("auto", "gt_box")})
     return row | ({"effort": effort} if effort else {})
 
 
