@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from monai_fetal import jobs
 from monai_fetal.cli import main
 from monai_fetal.data.io import read_image
 from monai_fetal.engines.checkpoints import latest_checkpoint
-from monai_fetal.engines.diffusion import MaskConditionedPrepareBatch, clean_head_mask, make_scheduler, sample_pairs
+from monai_fetal.engines.diffusion import MaskConditionedPrepareBatch, SampleGridHandler, clean_head_mask, make_scheduler, sample_pairs
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.metrics.feature_distance import feature_distances
 from monai_fetal.networks.diffusion import MODES, build_generator, generator_settings, load_generator, start_controlnet
@@ -301,3 +302,16 @@ def test_train_generator_runs_the_configs_of_its_mode(monkeypatch: pytest.Monkey
     assert weights.name == ("unet.pt" if mode == "latent" else "model.pt")
     with pytest.raises(ConfigError, match="prior"):
         jobs.train_generator(tmp_path / "data", tmp_path / "out", mode="controlnet", prior=tmp_path / "prior")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sample_grid_of_each_mode(tmp_path: Path, mode: str):
+    generator, batch = _batch(mode)
+    generator.train()
+    grid = SampleGridHandler(generator, generator_settings(mode, image_size=SIZE), tmp_path, list(batch["label"][:2, 0].numpy()), steps=2)
+    images, masks = grid.sample([0, 1])
+    assert images.shape == masks.shape == (2, *SIZE)
+    assert set(np.unique(masks)) <= {0, 1}
+    if mode != "joint":
+        assert np.array_equal(masks, batch["label"][:2, 0].numpy())  # the conditioning masks are drawn
+    assert grid(SimpleNamespace(state=SimpleNamespace(epoch=1))).is_file() and generator.training

@@ -8,24 +8,22 @@ ignite's ``EMAHandler``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ignite.engine import Engine, Events
 from monai.engines import DiffusionPrepareBatch
 from monai.inferers import DiffusionInferer
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, Scheduler
 from monai.utils import convert_to_tensor
 
 from monai_fetal.config_checks import CHOICES, check_option
+from monai_fetal.engines.sample_grid import SampleGrid
 from monai_fetal.errors import ConfigError
 from monai_fetal.networks.diffusion import CONDITION_FILL, MODES, MaskConditionedDiffusion
 from monai_fetal.shape.ellipse import ellipse_to_mask, fit_ellipse_to_mask
-from monai_fetal.visualize import save_pair_grid
 
 __all__ = [
     "SAMPLERS",
@@ -35,8 +33,6 @@ __all__ = [
     "clean_head_mask",
     "SampleGridHandler",
 ]
-
-logger = logging.getLogger(__name__)
 
 SAMPLERS = CHOICES["sampler"]
 _PREPARE_MODES = (*MODES, "unconditional")
@@ -206,7 +202,7 @@ def clean_head_mask(probability: np.ndarray | torch.Tensor, shape: Sequence[int]
         return None
 
 
-class SampleGridHandler:
+class SampleGridHandler(SampleGrid):
     """Every ``interval`` epochs and at the end, sample pairs with the (EMA) generator and save a grid PNG.
 
     Files are ``output_dir/epoch_NNNN.png``: images with their masks' contours (in ``joint`` mode the
@@ -235,40 +231,26 @@ class SampleGridHandler:
         guidance: float = 1.0,
         seed: int = 0,
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ConfigError("sample_interval", interval, "an integer >= 1 (epochs between sample grids)")
+        super().__init__(generator, output_dir, interval, seed)
         if not len(masks):
             raise ConfigError("masks", 0, "at least one mask for the sample grid")
         self.generator = generator
         self.size = tuple(settings["image_size"])
         self.inferer = DiffusionInferer(make_scheduler(settings, "ddim", steps))
-        self.output_dir = Path(output_dir)
         self.masks = torch.stack([torch.as_tensor(np.asarray(m, dtype=np.float32))[None] for m in masks])
-        self.interval = interval
         self.guidance = guidance
-        self.seed = seed
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
-        engine.add_event_handler(Events.COMPLETED, self)
+    @property
+    def count(self) -> int:
+        """One sample per mask."""
+        return len(self.masks)
 
-    def __call__(self, engine: Engine) -> Path:
-        path = self.output_dir / f"epoch_{engine.state.epoch:04d}.png"
-        if path.is_file():
-            return path
-        was_training = self.generator.training
-        self.generator.eval()
-        seeds = [self.seed + k for k in range(len(self.masks))]
+    def sample(self, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The generator's pairs for ``seeds``; in ``joint`` mode its masks after cleaning (empty where none is left)."""
         joint = self.generator.mode == "joint"
-        images, masks = sample_pairs(
-            self.generator, self.inferer, self.size, seeds, None if joint else self.masks, self.guidance
-        )
-        self.generator.train(was_training)
-        images = images[:, 0].cpu().numpy()
-        masks = masks[:, 0].cpu().numpy()
+        images, masks = sample_pairs(self.generator, self.inferer, self.size, seeds, None if joint else self.masks, self.guidance)
+        images, masks = images[:, 0].cpu().numpy(), masks[:, 0].cpu().numpy()
         if joint:
-            masks = [clean_head_mask(m, self.size) for m in masks]
-            masks = [np.zeros(self.size, np.uint8) if m is None else m for m in masks]
-        save_pair_grid(list(images), list(masks), path, titles=[f"seed {s}" for s in seeds], columns=4)
-        logger.info("sample grid: %s", path)
-        return path
+            cleaned = [clean_head_mask(m, self.size) for m in masks]
+            masks = np.stack([np.zeros(self.size, np.uint8) if m is None else m for m in cleaned])
+        return images, masks

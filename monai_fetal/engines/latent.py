@@ -28,9 +28,9 @@ from torch import nn
 
 from monai_fetal.engines.diffusion import MaskConditionedPrepareBatch, make_scheduler
 from monai_fetal.engines.mixed_precision import bfloat16_autocast
+from monai_fetal.engines.sample_grid import SampleGrid
 from monai_fetal.errors import ConfigError
 from monai_fetal.networks.latent import CONDITION_FILL, LatentGenerator, latent_shape, mask_to_latent, read_latent_settings
-from monai_fetal.visualize import save_pair_grid
 
 __all__ = [
     "AutoencoderLoss",
@@ -250,7 +250,7 @@ class TimeLimit:
             engine.terminate()
 
 
-class LatentSampleGrid:
+class LatentSampleGrid(SampleGrid):
     """Every ``interval`` epochs and at the end, sample images with the (EMA) UNet and save a grid PNG.
 
     Files are ``output_dir/epoch_NNNN.png``; with ``masks``, their contours are drawn over the images.
@@ -268,31 +268,19 @@ class LatentSampleGrid:
         steps: int = 25,
         seed: int = 0,
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ConfigError("sample_interval", interval, "an integer >= 1 (epochs between sample grids)")
-        self.unet = unet
+        super().__init__(unet, output_dir, interval, seed)
         self.generator = LatentGenerator(autoencoder, unet, settings)
         self.inferer = latent_inferer(settings, "ddim", steps)
-        self.output_dir = Path(output_dir)
         self.masks = None if masks is None else torch.stack([torch.as_tensor(np.asarray(m, np.float32))[None] for m in masks])
-        self.count = count if masks is None else len(masks)
-        self.interval = interval
-        self.seed = seed
+        self._count = count if masks is None else len(masks)
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
-        engine.add_event_handler(Events.COMPLETED, self)
+    @property
+    def count(self) -> int:
+        """``count``, or one sample per mask."""
+        return self._count
 
-    def __call__(self, engine: Engine) -> Path:
-        path = self.output_dir / f"epoch_{engine.state.epoch:04d}.png"
-        if path.is_file():
-            return path
-        was_training = self.unet.training
-        self.unet.eval()
-        seeds = [self.seed + k for k in range(self.count)]
-        images = sample_latent_images(self.generator, self.inferer, seeds, self.masks)
-        self.unet.train(was_training)
-        masks = self.masks[:, 0].numpy() if self.masks is not None else np.zeros((self.count, *images.shape[2:]), np.uint8)
-        save_pair_grid(list(images[:, 0].cpu().numpy()), list(masks), path, titles=[f"seed {s}" for s in seeds], columns=4)
-        logger.info("sample grid: %s", path)
-        return path
+    def sample(self, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The images for ``seeds`` (conditioned on ``masks`` where given) and those masks (empty without)."""
+        images = sample_latent_images(self.generator, self.inferer, seeds, self.masks)[:, 0].cpu().numpy()
+        masks = self.masks[:, 0].numpy() if self.masks is not None else np.zeros((self.count, *images.shape[1:]), np.uint8)
+        return images, masks
