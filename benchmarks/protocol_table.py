@@ -3,10 +3,12 @@
 Each setting (shots, unlabelled pool or not, synthetic pairs) is summarised over its seeds, for both prompts (no
 box and the ground-truth box), with the numbers of what ``segment`` writes: the Dice of the written masks (every head
 its snapped ellipse), the HC error of the snapped ellipse in mm, the share of images under Dice 0.90, the flagged
-count and the failures left unflagged. Synthetic pairs are also compared with the real-only row of the same shots,
-seed and pool (paired by seed: the seed spread is larger than their effect). A later file's row replaces an earlier
-one of the same setting, seed, test images and effort, so the newest measurement of each row wins; only rows of one
-effort (``--effort``, default ``full``) are read.
+count and the failures left unflagged; and, over the seeds' images together, the Dice of the flagged and of the
+unflagged images and the HC error of the unflagged ones (what a user who reviews only the flagged images gets).
+Synthetic pairs are also compared with the real-only row of the same shots, seed and pool (paired by seed: the seed
+spread is larger than their effect). A later file's row replaces an earlier one of the same setting, seed, test
+images and effort, so the newest measurement of each row wins; only rows of one effort (``--effort``, default
+``full``) are read.
 
     .venv/bin/python benchmarks/protocol_table.py benchmarks/results/auto_measure_cpu_zoom.json \\
         benchmarks/results/auto_measure_cpu_speckle.json --out benchmarks/results/protocol_table_cpu.json \\
@@ -42,14 +44,39 @@ def newest_rows(files: list[Path], effort: str) -> dict[tuple, dict]:
 
 def prompt_summary(summary: dict) -> dict[str, float]:
     """One model's written Dice (mean, min), HC error of the snapped ellipse, share under 0.90, flagged count and failures
-    left unflagged, from its stored summary."""
+    left unflagged, and the written Dice of its flagged and unflagged images and the HC error of its unflagged ones
+    (``None`` where there are none), from its stored summary."""
     return {
+        "images": summary["images"],
         "dice_mean": summary["written_dice_mean"],
         "dice_min": summary["written_dice_min"],
         "hc_error_mm": summary["hc_error_snapped_mm_mean"],
         "share_below_090": summary["written_share_dice_below_090"],
         "flagged": summary["flagged"],
         "unflagged_failures": summary["written_unflagged_failures"],
+        "dice_flagged": summary["written_dice_flagged"],
+        "dice_unflagged": summary["written_dice_unflagged"],
+        "hc_error_unflagged_mm": summary["hc_error_snapped_unflagged_mm_mean"],
+    }
+
+
+def pooled_mean(values: list[float | None], counts: list[int]) -> float | None:
+    """The mean over the seeds' images of per-seed means ``values`` of ``counts`` images each (``None``: no image)."""
+    pairs = [(value, count) for value, count in zip(values, counts) if value is not None and count]
+    if not pairs:
+        return None
+    return float(sum(value * count for value, count in pairs) / sum(count for _, count in pairs))
+
+
+def flag_split(per_seed: list[dict]) -> dict[str, float | None]:
+    """The written Dice of the flagged and the unflagged images and the HC error of the unflagged ones, over all seeds' images."""
+    flagged = [values["flagged"] for values in per_seed]
+    unflagged = [values["images"] - count for values, count in zip(per_seed, flagged)]
+    return {
+        "flagged_share": sum(flagged) / sum(values["images"] for values in per_seed),
+        "dice_flagged": pooled_mean([values["dice_flagged"] for values in per_seed], flagged),
+        "dice_unflagged": pooled_mean([values["dice_unflagged"] for values in per_seed], unflagged),
+        "hc_error_unflagged_mm": pooled_mean([values["hc_error_unflagged_mm"] for values in per_seed], unflagged),
     }
 
 
@@ -69,6 +96,7 @@ def setting_summaries(rows: dict[tuple, dict]) -> list[dict]:
             entry["dice_min"] = min(values["dice_min"] for values in per_seed)
             entry["flagged_mean"] = float(np.mean([values["flagged"] for values in per_seed]))
             entry["unflagged_failures"] = [values["unflagged_failures"] for values in per_seed]
+            entry.update(flag_split(per_seed))
             table.append(entry)
     return table
 
@@ -92,6 +120,11 @@ def synthetic_effects(rows: dict[tuple, dict]) -> list[dict]:
     return effects
 
 
+def _number(value: float | None, digits: int) -> str:
+    """``value`` with ``digits`` decimals, or a dash for none."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def markdown(table: list[dict], effects: list[dict], images: int) -> str:
     """The settings table and the paired synthetic effects in Markdown."""
     lines = [
@@ -105,6 +138,14 @@ def markdown(table: list[dict], effects: list[dict], images: int) -> str:
             f"| {entry['shots']} | {'yes' if entry['unlabelled'] else 'no'} | {entry['synthetic']} | {PROMPTS[entry['prompt']]} "
             f"| {len(entry['seeds'])} | **{entry['dice_mean']:.4f}** ({dice}) | {entry['dice_min']:.3f} | **{entry['hc_error_mm']:.2f}** ({hc}) "
             f"| {100 * entry['share_below_090']:.1f} % | {entry['flagged_mean']:.1f} | {' / '.join(map(str, entry['unflagged_failures']))} |"
+        )
+    lines += ["", "Flagged and unflagged images (written masks, the seeds' images together):", ""]
+    lines += ["| shots | pool | synthetic | prompt | flagged | Dice flagged | Dice unflagged | HC error unflagged, mm | HC error all, mm |", "|---|---|---|---|---|---|---|---|---|"]
+    for entry in table:
+        lines.append(
+            f"| {entry['shots']} | {'yes' if entry['unlabelled'] else 'no'} | {entry['synthetic']} | {PROMPTS[entry['prompt']]} "
+            f"| {100 * entry['flagged_share']:.1f} % | {_number(entry['dice_flagged'], 4)} | {_number(entry['dice_unflagged'], 4)} "
+            f"| {_number(entry['hc_error_unflagged_mm'], 2)} | {entry['hc_error_mm']:.2f} |"
         )
     lines += ["", f"Synthetic pairs against the real-only row of the same seed ({images} test images):", ""]
     lines += ["| shots | pool | synthetic | seed | no box: Dice change | HC error, mm | GT box: Dice change | HC error, mm |", "|---|---|---|---|---|---|---|---|"]

@@ -15,6 +15,7 @@ def protocol_table(repo_script):
 
 
 def _row(shots: int, seed: int, synthetic: int, written: list[float], snapped: list[float], unflagged: int = 0, effort: str | None = None) -> dict:
+    """A results row whose first image is flagged."""
     summary = {
         "images": len(written),
         "written_dice_mean": sum(written) / len(written),
@@ -23,6 +24,9 @@ def _row(shots: int, seed: int, synthetic: int, written: list[float], snapped: l
         "written_share_dice_below_090": sum(dice < 0.90 for dice in written) / len(written),
         "flagged": 1,
         "written_unflagged_failures": unflagged,
+        "written_dice_flagged": written[0],
+        "written_dice_unflagged": sum(written[1:]) / len(written[1:]) if written[1:] else None,
+        "hc_error_snapped_unflagged_mm_mean": sum(snapped[1:]) / len(snapped[1:]) if snapped[1:] else None,
     }
     row = {"shots": shots, "seed": seed, "unlabelled": False, "synthetic": synthetic}
     row.update({prompt: {"summary": summary} for prompt in ("auto", "gt_box")})
@@ -55,13 +59,31 @@ def test_table_means_seeds_of_the_newest_rows_and_pairs_synthetic_rows_by_seed(p
     assert real["hc_error_mm_per_seed"] == pytest.approx([2.0, 4.0]) and real["hc_error_mm"] == pytest.approx(3.0)
     assert real["dice_min"] == pytest.approx(0.80) and real["share_below_090"] == pytest.approx(0.25)
     assert real["unflagged_failures"] == [0, 1]
+    assert real["flagged_share"] == pytest.approx(0.5)
+    assert real["dice_flagged"] == pytest.approx(0.97) and real["dice_unflagged"] == pytest.approx(0.87)
+    assert real["hc_error_unflagged_mm"] == pytest.approx(4.5)
     (effect,) = result["synthetic_effects"]  # seed 1 has no synthetic row: nothing to pair
     assert (effect["seed"], effect["synthetic"]) == (0, 20)
     assert effect["auto"]["dice_change"] == pytest.approx(0.02)
     assert effect["auto"]["hc_error_mm"] == pytest.approx([2.0, 1.5]) and effect["auto"]["hc_error_change_share"] == pytest.approx(-0.25)
     table = (tmp_path / "t.md").read_text()
     assert "**0.9200** (0.9600, 0.8800)" in table and "2.00 -> 1.50 (-25 %)" in table
+    assert "| 5 | no | 0 | no box | 50.0 % | 0.9700 | 0.8700 | 4.50 | 3.00 |" in table
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_flag_split_pools_the_seeds_images_and_leaves_a_side_with_no_image_empty(protocol_table):
+    per_seed = [
+        {"images": 4, "flagged": 1, "dice_flagged": 0.5, "dice_unflagged": 0.9, "hc_error_unflagged_mm": 2.0},
+        {"images": 4, "flagged": 0, "dice_flagged": None, "dice_unflagged": 0.8, "hc_error_unflagged_mm": 4.0},
+    ]
+    split = protocol_table.flag_split(per_seed)
+    assert split["flagged_share"] == pytest.approx(1 / 8)
+    assert split["dice_flagged"] == pytest.approx(0.5)
+    assert split["dice_unflagged"] == pytest.approx((3 * 0.9 + 4 * 0.8) / 7)
+    assert split["hc_error_unflagged_mm"] == pytest.approx((3 * 2.0 + 4 * 4.0) / 7)
+    nothing_flagged = [dict(values, flagged=0, dice_flagged=None) for values in per_seed]
+    assert protocol_table.flag_split(nothing_flagged)["dice_flagged"] is None
 
 
 def test_rows_of_different_test_sets_are_refused(protocol_table, tmp_path):
