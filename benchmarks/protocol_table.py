@@ -6,18 +6,22 @@ its snapped ellipse), the HC error of the snapped ellipse in mm, the share of im
 count and the failures left unflagged; and, over the seeds' images together, the Dice of the flagged and of the
 unflagged images and the HC error of the unflagged ones (what a user who reviews only the flagged images gets).
 Synthetic pairs are also compared with the real-only row of the same shots, seed and pool (paired by seed: the seed
-spread is larger than their effect). A later file's row replaces an earlier one of the same setting, seed, test
+spread is larger than their effect). With ``--hc-csv`` (the HC18 CSV with the test images' published HC) the HC error
+is also split by head size: per band of the published HC, over the seeds' images, the mean error of all images and of
+the unflagged ones and the share flagged. A later file's row replaces an earlier one of the same setting, seed, test
 images and effort, so the newest measurement of each row wins; only rows of one effort (``--effort``, default
 ``full``) are read.
 
     .venv/bin/python benchmarks/protocol_table.py benchmarks/results/auto_measure_cpu_zoom.json \\
         benchmarks/results/auto_measure_cpu_speckle.json --out benchmarks/results/protocol_table_cpu.json \\
-        --markdown /tmp/protocol_table.md --figure docs/results_protocol_dice_vs_shots.png
+        --markdown /tmp/protocol_table.md --figure docs/results_protocol_dice_vs_shots.png \\
+        --hc-csv ../shared/data/hc18_train/training_set_pixel_size_and_HC.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 PROMPTS = {"auto": "no box", "gt_box": "ground-truth box"}
+HC_BANDS_MM = (120.0, 200.0, 260.0)
+"""Edges of the head-size bands, published HC in mm (roughly 16, 22 and 28 weeks of gestation)."""
 
 
 def newest_rows(files: list[Path], effort: str) -> dict[tuple, dict]:
@@ -120,13 +126,66 @@ def synthetic_effects(rows: dict[tuple, dict]) -> list[dict]:
     return effects
 
 
+def published_hc(path: Path) -> dict[str, float]:
+    """``{image id: published HC in mm}`` from an HC18 pixel-size and HC CSV (the id is the file name without ``.png``)."""
+    with open(path, newline="") as handle:
+        return {row["filename"].removesuffix(".png"): float(row["head circumference (mm)"]) for row in csv.DictReader(handle)}
+
+
+def _band_names() -> list[str]:
+    """Names of the bands of :data:`HC_BANDS_MM`."""
+    edges = [f"{edge:.0f}" for edge in HC_BANDS_MM]
+    return [f"< {edges[0]} mm"] + [f"{low}-{high} mm" for low, high in zip(edges, edges[1:])] + [f">= {edges[-1]} mm"]
+
+
+def size_bands(rows: dict[tuple, dict], published: dict[str, float]) -> list[dict]:
+    """Per setting and prompt, per band of the published HC (:data:`HC_BANDS_MM`), over the seeds' images together:
+    the image count, the share flagged, and the mean HC error of the written (snapped) ellipse of all images and of the
+    unflagged ones (``None`` where there are none). Flags are recomputed from the stored per-image quality with
+    ``segment``'s rule (below ``FLAG_BELOW``, or ``FLAG_SEARCHED_BELOW`` where sub-boxes were searched)."""
+    from monai_fetal.shape.measure import FLAG_BELOW, FLAG_SEARCHED_BELOW
+
+    grouped: dict[tuple, list[dict]] = defaultdict(list)
+    seeds: dict[tuple, int] = defaultdict(int)
+    for (shots, unlabelled, synthetic, _), row in sorted(rows.items()):
+        seeds[(shots, unlabelled, synthetic)] += 1
+        for prompt in PROMPTS:
+            if "per_image" not in row[prompt]:
+                raise SystemExit(f"the row shots={shots} seed={row['seed']} has no per-image values: size bands need auto_measure.py's per_image")
+            grouped[(shots, unlabelled, synthetic, prompt)].extend(row[prompt]["per_image"])
+    table = []
+    for (shots, unlabelled, synthetic, prompt), images in grouped.items():
+        missing = sorted({image["id"] for image in images} - published.keys())
+        if missing:
+            raise SystemExit(f"no published HC for {missing[:3]}: give --hc-csv the HC18 CSV of the test images")
+        hc = np.array([published[image["id"]] for image in images])
+        error = np.array([image["hc_error_snapped_mm"] for image in images])
+        flagged = np.array([image["quality"] < (FLAG_SEARCHED_BELOW if image["searched"] else FLAG_BELOW) for image in images])
+        band = np.digitize(hc, HC_BANDS_MM)
+        bands = []
+        for index, name in enumerate(_band_names()):
+            inside, trusted = band == index, (band == index) & ~flagged
+            bands.append(
+                {
+                    "band": name,
+                    "images": int(inside.sum()),
+                    "flagged_share": float(flagged[inside].mean()) if inside.any() else None,
+                    "hc_error_mm": float(error[inside].mean()) if inside.any() else None,
+                    "hc_error_unflagged_mm": float(error[trusted].mean()) if trusted.any() else None,
+                }
+            )
+        table.append({"shots": shots, "unlabelled": unlabelled, "synthetic": synthetic, "prompt": prompt, "seeds": seeds[(shots, unlabelled, synthetic)], "bands": bands})
+    return table
+
+
 def _number(value: float | None, digits: int) -> str:
     """``value`` with ``digits`` decimals, or a dash for none."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(table: list[dict], effects: list[dict], images: int) -> str:
-    """The settings table and the paired synthetic effects in Markdown."""
+def markdown(table: list[dict], effects: list[dict], images: int, bands: list[dict] | None = None) -> str:
+    """The settings table, the flagged and unflagged images, the paired synthetic effects and (given ``bands``, from
+    :func:`size_bands`) the HC error by head size, in Markdown."""
     lines = [
         "| shots | pool | synthetic | prompt | seeds | Dice (per seed) | min | HC error, mm (per seed) | Dice < 0.90 | flagged | failures unflagged |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -156,6 +215,17 @@ def markdown(table: list[dict], effects: list[dict], images: int) -> str:
             f"| {auto['dice_change']:+.4f} | {auto['hc_error_mm'][0]:.2f} -> {auto['hc_error_mm'][1]:.2f} ({100 * auto['hc_error_change_share']:+.0f} %) "
             f"| {box['dice_change']:+.4f} | {box['hc_error_mm'][0]:.2f} -> {box['hc_error_mm'][1]:.2f} ({100 * box['hc_error_change_share']:+.0f} %) |"
         )
+    if bands:
+        names = [band["band"] for band in bands[0]["bands"]]
+        counts = " / ".join(str(band["images"] // bands[0]["seeds"]) for band in bands[0]["bands"])
+        lines += ["", f"HC error by head size (published HC; mm of all images / of the unflagged ones, share flagged; the seeds' images together; test images per band: {counts}):", ""]
+        lines += ["| shots | pool | synthetic | prompt | " + " | ".join(names) + " |", "|---|---|---|---|" + "---|" * len(names)]
+        for entry in bands:
+            cells = [
+                f"{_number(band['hc_error_mm'], 2)} / {_number(band['hc_error_unflagged_mm'], 2)} ({_number(None if band['flagged_share'] is None else 100 * band['flagged_share'], 0)} %)"
+                for band in entry["bands"]
+            ]
+            lines.append(f"| {entry['shots']} | {'yes' if entry['unlabelled'] else 'no'} | {entry['synthetic']} | {PROMPTS[entry['prompt']]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -179,18 +249,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the JSON summary")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables in Markdown")
     parser.add_argument("--figure", type=Path, default=None, help="also draw mean written Dice against shots (PNG)")
+    parser.add_argument("--hc-csv", type=Path, default=None, help="HC18 CSV with the test images' published HC: also split the HC error by head size")
     args = parser.parse_args()
     rows = newest_rows(args.results, args.effort)
     if not rows:
         raise SystemExit(f"no rows of effort {args.effort!r} in {[str(path) for path in args.results]}")
     images = next(iter(rows.values()))["auto"]["summary"]["images"]
     table, effects = setting_summaries(rows), synthetic_effects(rows)
-    write_json_atomic(
-        args.out,
-        {"what": __doc__.split("\n\n")[0], "sources": [str(path) for path in args.results], "effort": args.effort, "test_images": images, "settings": table, "synthetic_effects": effects},
-    )
+    bands = size_bands(rows, published_hc(args.hc_csv)) if args.hc_csv else None
+    summary = {"what": __doc__.split("\n\n")[0], "sources": [str(path) for path in args.results], "effort": args.effort, "test_images": images, "settings": table, "synthetic_effects": effects}
+    write_json_atomic(args.out, summary | ({"hc_error_by_head_size": bands} if bands else {}))
     if args.markdown:
-        write_text_atomic(args.markdown, markdown(table, effects, images))
+        write_text_atomic(args.markdown, markdown(table, effects, images, bands))
     if args.figure:
         save_dice_vs_shots(figure_rows(table), args.figure)
 

@@ -91,3 +91,45 @@ def test_rows_of_different_test_sets_are_refused(protocol_table, tmp_path):
     second = _write(tmp_path / "b.json", [_row(5, 1, 0, [0.9, 0.9, 0.9], [1.0, 1.0, 1.0])])
     with pytest.raises(SystemExit, match=r"different numbers of test images \[2, 3\]"):
         protocol_table.newest_rows([first, second], "full")
+
+
+def test_size_bands_split_the_hc_error_by_published_hc_and_flag_with_segments_rule(protocol_table, tmp_path, monkeypatch):
+    def image(name: str, error: float, quality: float, searched: bool = False) -> dict:
+        return {"id": name, "hc_error_snapped_mm": error, "quality": quality, "searched": searched}
+
+    per_image = [
+        image("small", 8.0, 0.80),  # flagged
+        image("mid_a", 2.0, 0.97),
+        image("mid_b", 4.0, 0.925, searched=True),  # searched below 0.93: flagged
+        image("large", 6.0, 0.95),
+    ]
+    rows = []
+    for seed in (0, 1):
+        row = _row(5, seed, 0, [0.9] * 4, [1.0] * 4)
+        for prompt in ("auto", "gt_box"):
+            row[prompt] = {"summary": row[prompt]["summary"], "per_image": per_image}
+        rows.append(row)
+    results = _write(tmp_path / "rows.json", rows)
+    hc_csv = tmp_path / "hc.csv"
+    hc_csv.write_text("filename,pixel size(mm),head circumference (mm)\nsmall.png,0.1,80.0\nmid_a.png,0.1,150.0\nmid_b.png,0.1,199.9\nlarge.png,0.2,300.0\n")
+    out, md = tmp_path / "table.json", tmp_path / "t.md"
+    monkeypatch.setattr(sys, "argv", ["protocol_table.py", str(results), "--out", str(out), "--markdown", str(md), "--hc-csv", str(hc_csv)])
+    protocol_table.main()
+    auto = json.loads(out.read_text())["hc_error_by_head_size"][0]
+    assert (auto["prompt"], auto["seeds"]) == ("auto", 2)
+    small, mid, between, large = auto["bands"]
+    assert [band["images"] for band in auto["bands"]] == [2, 4, 0, 2]
+    assert small == {"band": "< 120 mm", "images": 2, "flagged_share": 1.0, "hc_error_mm": 8.0, "hc_error_unflagged_mm": None}
+    assert mid["flagged_share"] == pytest.approx(0.5) and mid["hc_error_mm"] == pytest.approx(3.0) and mid["hc_error_unflagged_mm"] == pytest.approx(2.0)
+    assert between["hc_error_mm"] is None and large["band"] == ">= 260 mm"
+    text = md.read_text()
+    assert "test images per band: 1 / 2 / 0 / 1" in text
+    assert "| 5 | no | 0 | no box | 8.00 / - (100 %) | 3.00 / 2.00 (50 %) | - / - (- %) | 6.00 / 6.00 (0 %) |" in text
+
+
+def test_size_bands_name_the_image_without_a_published_hc(protocol_table):
+    row = _row(5, 0, 0, [0.9], [1.0])
+    for prompt in ("auto", "gt_box"):
+        row[prompt]["per_image"] = [{"id": "unknown", "hc_error_snapped_mm": 1.0, "quality": 0.99, "searched": False}]
+    with pytest.raises(SystemExit, match=r"no published HC for \['unknown'\]: give --hc-csv"):
+        protocol_table.size_bands({(5, False, 0, 0): row}, {"other": 100.0})
