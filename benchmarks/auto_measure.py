@@ -51,6 +51,7 @@ import torch
 from monai_fetal.atomic import write_json_atomic
 from monai_fetal.config_checks import CHOICES
 from monai_fetal.shape.measure import FLAG_BELOW as FLAG_QUALITY
+from monai_fetal.shape.measure import FLAG_BOXED_BELOW as FLAG_BOXED_QUALITY
 from monai_fetal.shape.measure import FLAG_SEARCHED_BELOW as FLAG_SEARCHED_QUALITY
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -330,15 +331,22 @@ def run_row(args, shots: int, seed: int, unlabelled: bool, synthetic: int, test:
     result = {"shots": shots, "seed": seed, "unlabelled": unlabelled, "synthetic": synthetic, "effort": args.effort or "full", **info}
     result["auto_prompt"] = {key: list(v) if isinstance(v, tuple) else v for key, v in vars(scorer.inferer.auto_prompt).items()}
     for prompt in ("auto", "gt_box"):
-        result[prompt] = score(scorer, test, prompt, args.flag_quality, args.flag_searched_quality)
+        result[prompt] = score(scorer, test, prompt, *flag_thresholds(args, prompt))
     result["wall_s"] = time.time() - started
     return result
 
 
-def reflagged(results: dict, flag_quality: float, searched_quality: float) -> dict:
-    """``results`` with every row's summaries recomputed from its per-image values, flagged as :func:`summarise` flags."""
+def flag_thresholds(args, prompt: str) -> tuple[float, float]:
+    """The flag thresholds ``(quality, searched quality)`` of ``prompt``'s heads: ``--flag-boxed-quality`` for the
+    ground-truth box (a given box, as ``segment --boxes`` flags it), ``--flag-quality`` without a box."""
+    return (args.flag_boxed_quality if prompt == "gt_box" else args.flag_quality), args.flag_searched_quality
+
+
+def reflagged(results: dict, args) -> dict:
+    """``results`` with every row's summaries recomputed from its per-image values, flagged as :func:`summarise` flags
+    with each prompt's :func:`flag_thresholds`."""
     rows = [
-        {**row, **{prompt: {**row[prompt], "summary": summarise(row[prompt]["per_image"], flag_quality, searched_quality)} for prompt in ("auto", "gt_box")}}
+        {**row, **{prompt: {**row[prompt], "summary": summarise(row[prompt]["per_image"], *flag_thresholds(args, prompt))} for prompt in ("auto", "gt_box")}}
         for row in results["rows"]
     ]
     return {**results, "rows": rows, "reflagged_from": results.get("flag_criterion")}
@@ -351,7 +359,7 @@ def rescore_gt_box(args, results: dict) -> None:
     test = protocol_items(args.data, results["test_images"])
     for index, row in enumerate(results["rows"]):
         _, scorer = row_scorer(args, row["shots"], row["seed"], row["unlabelled"], int(row["synthetic"]))
-        results["rows"][index] = {**row, "gt_box": score(scorer, test, "gt_box", args.flag_quality, args.flag_searched_quality)}
+        results["rows"][index] = {**row, "gt_box": score(scorer, test, "gt_box", *flag_thresholds(args, "gt_box"))}
         write_json_atomic(args.out, {**results, "gt_box_rescored_from": str(args.rescore_gt_box)})
         b = results["rows"][index]["gt_box"]["summary"]
         print(f"k={row['shots']} seed={row['seed']} unlabelled={row['unlabelled']}: gt box Dice {b['dice_mean']:.4f}, HC error written {b['hc_error_snapped_mm_mean']:.2f} mm", flush=True)
@@ -369,6 +377,7 @@ def main() -> None:
     parser.add_argument("--effort", choices=CHOICES["effort"], default=None, help="inference.json's no-box search effort (segment --effort)")
     parser.add_argument("--flag-quality", type=float, default=FLAG_QUALITY, help="flag images whose quality is below this")
     parser.add_argument("--flag-searched-quality", type=float, default=FLAG_SEARCHED_QUALITY, help="flag searched images below this")
+    parser.add_argument("--flag-boxed-quality", type=float, default=FLAG_BOXED_QUALITY, help="flag ground-truth-box images below this")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", default="/tmp/auto_measure", help="models, caches and pseudo-labels")
     parser.add_argument("--reflag", type=Path, default=None, help="summarise this results file again with the flag thresholds (no network)")
@@ -377,11 +386,12 @@ def main() -> None:
     args = parser.parse_args()
     _quiet()
     criterion = (
-        f"quality < {args.flag_quality}, or < {args.flag_searched_quality} where sub-boxes were searched "
+        f"quality < {args.flag_quality}, or < {args.flag_searched_quality} where sub-boxes were searched, "
+        f"or < {args.flag_boxed_quality} with the ground-truth box "
         "(segment's: measure_head's score of the network's mask)"
     )
     if args.reflag is not None:
-        results = reflagged(json.loads(args.reflag.read_text()), args.flag_quality, args.flag_searched_quality)
+        results = reflagged(json.loads(args.reflag.read_text()), args)
         write_json_atomic(args.out, {**results, "flag_criterion": criterion})
         return
     if args.rescore_gt_box is not None:

@@ -32,6 +32,8 @@ from monai_fetal.atomic import write_json_atomic  # noqa: E402
 
 FLAG_GRID = (0.90, 0.91, 0.92, 0.93, 0.94)
 SEARCHED_GRID = (0.92, 0.93, 0.94, 0.95, 1.01)  # 1.01: every searched head (the rule until package 0.4.10)
+BOXED_GRID = (0.80, 0.82, 0.84, 0.86, 0.88, 0.90, 0.92)  # flag_boxed_below (--prompt gt_box; no head is searched)
+GRIDS = {"auto": (FLAG_GRID, SEARCHED_GRID), "gt_box": (BOXED_GRID, SEARCHED_GRID[:1])}
 
 
 def held_out_items(model: str, data: Path) -> list[dict]:
@@ -45,9 +47,9 @@ def held_out_items(model: str, data: Path) -> list[dict]:
 
 
 def pair_table(results: dict) -> list[dict]:
-    """Per threshold pair, each group's ``[flagged, unflagged failures, images]`` (written masks)."""
+    """Per threshold pair of the results' prompt's grid, each group's ``[flagged, unflagged failures, images]`` (written masks)."""
     table = []
-    for flag_below, searched_below in itertools.product(FLAG_GRID, SEARCHED_GRID):
+    for flag_below, searched_below in itertools.product(*GRIDS[results.get("prompt", "auto")]):
         groups = {}
         for group, models in results["groups"].items():
             rows = [row for model in models for row in results["per_image"][model]]
@@ -60,19 +62,22 @@ def pair_table(results: dict) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "MODEL"), help="a group name and its models")
+    parser.add_argument("--prompt", choices=sorted(GRIDS), default="auto", help="no box (flag_below, flag_searched_below) or the ground-truth box (flag_boxed_below)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/flag_calibration"), help="embedding cache and evaluation scratch")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     _quiet()
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {"per_image": {}}
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {"per_image": {}, "prompt": args.prompt}
+    if results.get("prompt", "auto") != args.prompt:
+        raise SystemExit(f"{args.out} holds --prompt {results.get('prompt', 'auto')} rows: give another --out for --prompt {args.prompt}")
     results.update(groups={group[0]: group[1:] for group in args.group}, threads=torch.get_num_threads(), machine=platform.machine())
     for model in (model for group in args.group for model in group[1:]):
         if model in results["per_image"]:
             continue
         checkpoint = None if model == "pretrained" else Path(model) / "model.pt"
         scorer = Scorer(checkpoint, args.work / "embedding_cache", args.work / "eval")
-        results["per_image"][model] = score(scorer, held_out_items(model, args.data), "auto", FLAG_GRID[0], SEARCHED_GRID[0])["per_image"]
+        results["per_image"][model] = score(scorer, held_out_items(model, args.data), args.prompt, FLAG_GRID[0], SEARCHED_GRID[0])["per_image"]
         write_json_atomic(args.out, results)
         print(f"{model}: {len(results['per_image'][model])} images", flush=True)
     table = pair_table(results)

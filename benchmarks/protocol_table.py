@@ -142,8 +142,9 @@ def size_bands(rows: dict[tuple, dict], published: dict[str, float]) -> list[dic
     """Per setting and prompt, per band of the published HC (:data:`HC_BANDS_MM`), over the seeds' images together:
     the image count, the share flagged, and the mean HC error of the written (snapped) ellipse of all images and of the
     unflagged ones (``None`` where there are none). Flags are recomputed from the stored per-image quality with
-    ``segment``'s rule (below ``FLAG_BELOW``, or ``FLAG_SEARCHED_BELOW`` where sub-boxes were searched)."""
-    from monai_fetal.shape.measure import FLAG_BELOW, FLAG_SEARCHED_BELOW
+    ``segment``'s rule (below ``FLAG_BELOW``, or ``FLAG_SEARCHED_BELOW`` where sub-boxes were searched; below
+    ``FLAG_BOXED_BELOW`` with the ground-truth box, a given box)."""
+    from monai_fetal.shape.measure import FLAG_BELOW, FLAG_BOXED_BELOW, FLAG_SEARCHED_BELOW
 
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     seeds: dict[tuple, int] = defaultdict(int)
@@ -160,7 +161,8 @@ def size_bands(rows: dict[tuple, dict], published: dict[str, float]) -> list[dic
             raise SystemExit(f"no published HC for {missing[:3]}: give --hc-csv the HC18 CSV of the test images")
         hc = np.array([published[image["id"]] for image in images])
         error = np.array([image["hc_error_snapped_mm"] for image in images])
-        flagged = np.array([image["quality"] < (FLAG_SEARCHED_BELOW if image["searched"] else FLAG_BELOW) for image in images])
+        below = FLAG_BOXED_BELOW if prompt == "gt_box" else FLAG_BELOW
+        flagged = np.array([image["quality"] < (max(below, FLAG_SEARCHED_BELOW) if image["searched"] else below) for image in images])
         band = np.digitize(hc, HC_BANDS_MM)
         bands = []
         for index, name in enumerate(_band_names()):

@@ -70,13 +70,14 @@ def test_reflag_summarises_stored_rows_again_without_a_network(auto_measure, tmp
     row = {"shots": 5, "seed": 0, "unlabelled": False, "synthetic": 0, "auto": {"per_image": per_image}, "gt_box": {"per_image": per_image}}
     stored = tmp_path / "old.json"
     stored.write_text(json.dumps({"rows": [row], "flag_criterion": "old"}))
-    argv = ["auto_measure.py", "--reflag", str(stored), "--flag-quality", "0.92", "--flag-searched-quality", "0.94", "--out", str(tmp_path / "new.json")]
-    monkeypatch.setattr(sys, "argv", argv)
+    argv = ["auto_measure.py", "--reflag", str(stored), "--flag-quality", "0.92", "--flag-searched-quality", "0.94", "--flag-boxed-quality", "0.96"]
+    monkeypatch.setattr(sys, "argv", argv + ["--out", str(tmp_path / "new.json")])
     auto_measure.main()
     new = json.loads((tmp_path / "new.json").read_text())
-    summary = new["rows"][0]["auto"]["summary"]
-    assert new["reflagged_from"] == "old" and "0.94" in new["flag_criterion"]
+    summary, boxed = new["rows"][0]["auto"]["summary"], new["rows"][0]["gt_box"]["summary"]
+    assert new["reflagged_from"] == "old" and "0.94" in new["flag_criterion"] and "0.96" in new["flag_criterion"]
     assert summary["flagged"] == 1 and summary["unflagged_failures"] == 1 and summary["searched"] == 1
+    assert boxed["flagged"] == 2 and boxed["unflagged_failures"] == 0  # the ground-truth box's heads: below 0.96
     assert new["rows"][0]["auto"]["per_image"] == per_image
 
 

@@ -297,9 +297,10 @@ def test_evaluation_report_writes_per_image_csv_and_metrics_json(tmp_path):
 class _LastIou:
     """Stands in for SamInferer: its IoU estimate of the last batch's one mask."""
 
-    def __init__(self, iou: float, searched: bool | None = None) -> None:
+    def __init__(self, iou: float, searched: bool | None = None, boxed: bool = False) -> None:
         self.last_iou = torch.tensor([[iou]])
         self.last_searched = None if searched is None else torch.tensor([searched])
+        self.last_boxes = torch.tensor([[10.0, 10.0, 200.0, 200.0]]) if boxed else None
 
 
 def _bumpy_head() -> tuple[np.ndarray, np.ndarray]:
@@ -441,3 +442,23 @@ def test_a_searched_head_is_flagged_below_the_higher_threshold() -> None:
         assert out["result"]["searched"] is searched and out["result"]["flag_searched_below"] == flag_searched_below
     with pytest.raises(ConfigError, match="flag_searched_below"):
         MeasureHeadd(keys="pred", flag_searched_below=1.5)
+
+
+def test_a_head_from_a_given_box_is_flagged_below_the_boxed_threshold_only() -> None:
+    from monai.data import MetaTensor
+
+    from monai_fetal.engines.head_measure import HeadEllipsed, MeasureHeadd
+
+    head, _ = _bumpy_head()
+    item = {"pred": torch.from_numpy(head), "image": MetaTensor(torch.zeros(1, 800, 540), meta={"filename_or_obj": "scan.png"}), "spacing": math.nan}
+    for boxed, flagged in ((False, True), (True, False)):
+        inferer = _LastIou(0.99, boxed=boxed)
+        ellipsed = HeadEllipsed(keys="pred", inferer=inferer)(item)
+        out = MeasureHeadd(keys="pred", inferer=inferer, flag_below=0.999, flag_boxed_below=0.5)({**ellipsed, "pred": ellipsed["pred"][0]})
+        assert 0.5 < out["measurement"].quality.score < 0.999
+        assert out["measurement"].flagged is flagged and out["result"]["flagged"] is flagged
+        assert out["result"]["boxed"] is boxed and (out["result"]["flag_below"], out["result"]["flag_boxed_below"]) == (0.999, 0.5)
+    plain = MeasureHeadd(keys="pred", inferer=_LastIou(0.99, boxed=True), flag_below=0.5, flag_boxed_below=0.999)
+    assert plain({**item, "pred": item["pred"][0]})["measurement"].flagged
+    with pytest.raises(ConfigError, match="flag_boxed_below"):
+        MeasureHeadd(keys="pred", flag_boxed_below=-0.1)

@@ -60,15 +60,15 @@ def test_metadata_verifies_against_monais_schema():
 def test_flag_below_reaches_the_measuring_transform_and_defaults_to_the_packages_threshold():
     from monai_fetal.bundles import read_bundle_config
     from monai_fetal.engines.head_measure import MeasureHeadd
-    from monai_fetal.shape.measure import FLAG_BELOW, FLAG_SEARCHED_BELOW
+    from monai_fetal.shape.measure import FLAG_BELOW, FLAG_BOXED_BELOW, FLAG_SEARCHED_BELOW
 
     def thresholds(overrides: dict) -> list[float]:
         parser = read_bundle_config("fetal_head_sam", "inference.json", overrides)
         transforms = parser.get_parsed_content("postprocessing").transforms
-        return [(t.flag_below, t.flag_searched_below) for t in transforms if isinstance(t, MeasureHeadd)]
+        return [(t.flag_below, t.flag_searched_below, t.flag_boxed_below) for t in transforms if isinstance(t, MeasureHeadd)]
 
-    assert thresholds({}) == [(FLAG_BELOW, FLAG_SEARCHED_BELOW)]
-    assert thresholds({"flag_below": 0.5, "flag_searched_below": 0.6}) == [(0.5, 0.6)]
+    assert thresholds({}) == [(FLAG_BELOW, FLAG_SEARCHED_BELOW, FLAG_BOXED_BELOW)]
+    assert thresholds({"flag_below": 0.5, "flag_searched_below": 0.6, "flag_boxed_below": 0.4}) == [(0.5, 0.6, 0.4)]
 
 
 @pytest.mark.parametrize("configs", ["inference.json", EVALUATE_CONFIGS])
@@ -173,6 +173,7 @@ def test_training_writes_model_and_resumes_to_the_same_epoch_count(phantom_cohor
         (EVALUATE_CONFIGS, {"model_name": "vit_q"}, "name"),
         ("inference.json", {"flag_below": 2.0}, "flag_below"),
         ("inference.json", {"flag_searched_below": -0.1}, "flag_searched_below"),
+        ("inference.json", {"flag_boxed_below": 2.0}, "flag_boxed_below"),
         (EVALUATE_CONFIGS, {"edge_search_px": -1.0}, "edge_search_px"),
         (EVALUATE_CONFIGS, {"ring_below": 1.5}, "ring_below"),
         (EVALUATE_CONFIGS, {"wide_ring_ratio": 0.5}, "wide_ring_ratio"),

@@ -19,7 +19,7 @@ from monai_fetal.cli import main
 from monai_fetal.data.io import read_image, write_png
 from monai_fetal.jobs import segment_images
 from monai_fetal.errors import InputDataError
-from monai_fetal.shape.measure import COLUMNS
+from monai_fetal.shape.measure import COLUMNS, FLAG_BELOW, FLAG_BOXED_BELOW, FLAG_SEARCHED_BELOW
 
 IDS = ("000_HC", "004_HC", "012_HC")
 
@@ -68,6 +68,7 @@ def test_segment_writes_a_measured_row_mask_and_overlay_per_image(segmented: Pat
         assert rows[f"{segmented.name}/{name}"]["flagged"] == "1"
     manifest = json.loads((out / "segment.json").read_text())
     assert manifest["n"] == 7 and len({entry["mask"] for entry in manifest["images"]}) == 7
+    assert (manifest["flag_below"], manifest["flag_searched_below"], manifest["flag_boxed_below"]) == (FLAG_BELOW, FLAG_SEARCHED_BELOW, FLAG_BOXED_BELOW)
     for entry in manifest["images"]:
         mask = read_image(entry["mask"])
         assert mask.shape == read_image(entry["image"]).shape and set(np.unique(mask)) <= {0.0, 255.0}

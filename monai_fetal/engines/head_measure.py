@@ -26,7 +26,7 @@ from monai_fetal.engines.segment import spacing_of
 from monai_fetal.errors import ConfigError
 from monai_fetal.shape.edge import EDGE_SEARCH_PX
 from monai_fetal.shape.ellipse import ellipse_to_mask
-from monai_fetal.shape.measure import FLAG_BELOW, FLAG_SEARCHED_BELOW, HeadMeasurement, Quality, measure_head
+from monai_fetal.shape.measure import FLAG_BELOW, FLAG_BOXED_BELOW, FLAG_SEARCHED_BELOW, FLAG_THRESHOLDS, HeadMeasurement, Quality, measure_head
 
 __all__ = [
     "PREDICTION_QUALITY_KEY",
@@ -61,6 +61,12 @@ def searched_of(inferer: object | None) -> bool:
     head is flagged below a higher quality (``MeasureHeadd``'s ``flag_searched_below``; until package 0.4.10 always)."""
     searched = getattr(inferer, "last_searched", None)
     return bool(searched is not None and searched.any())
+
+
+def boxed_of(inferer: object | None) -> bool:
+    """Whether the last batch's head was decoded from a given box (``SamInferer.last_boxes``): such a head is flagged
+    below ``MeasureHeadd``'s ``flag_boxed_below``."""
+    return getattr(inferer, "last_boxes", None) is not None
 
 
 def _number_or_nan(value: object) -> float:
@@ -105,20 +111,19 @@ def _edge_image(d: Mapping[Hashable, object], key: str, shape: tuple[int, ...]) 
     return image
 
 
-def result_params(
-    measured: HeadMeasurement, spacing_source: str, flag_below: float, flag_searched_below: float, searched: bool
-) -> dict[str, object]:
+def result_params(measured: HeadMeasurement, spacing_source: str, thresholds: dict[str, float], searched: bool, boxed: bool) -> dict[str, object]:
     """The ``measurements.csv`` fields of ``measured`` as JSON values (``None`` where unknown), the quality terms, where
-    the pixel size came from, the flagging thresholds and whether the automatic prompt searched sub-boxes."""
+    the pixel size came from, the flagging ``thresholds`` (by option name), whether the automatic prompt searched
+    sub-boxes and whether the head was decoded from a given box."""
     row = measured.row("")
     params: dict[str, object] = {key: float(value) if value != "" else None for key, value in row.items() if key not in ("image", "flagged")}
     params.update(
         flagged=measured.flagged,
         quality_terms=measured.quality.to_dict(),
         spacing_source=spacing_source,
-        flag_below=flag_below,
-        flag_searched_below=flag_searched_below,
+        **thresholds,
         searched=searched,
+        boxed=boxed,
     )
     return params
 
@@ -144,13 +149,15 @@ class MeasureHeadd(MapTransform):
         flag_below: quality under which a head is flagged for review.
         flag_searched_below: quality under which a head whose sub-boxes the automatic prompt searched
             (``SamInferer.last_searched``) is flagged: the best of 18 qualities is biased upwards.
+        flag_boxed_below: quality under which a head decoded from a given box (``SamInferer.last_boxes``: the user's
+            box, or the ground-truth box in evaluation) is flagged instead of ``flag_below``.
         edge_image_key: the image as read (the mask's size): the measured ellipse of a head whose mask is the
             network's own (without :class:`HeadEllipsed`) is snapped to the skull's outer edge in it, as
             :class:`HeadEllipsed` snaps the ellipse it writes; ``None``: the fitted ellipse as it is.
         edge_search_px: how far from the fitted ellipse the edge is looked for, in pixels (0: no snapping).
 
     Raises:
-        ConfigError: a bad ``flag_below``, ``flag_searched_below`` or ``edge_search_px``.
+        ConfigError: a bad ``flag_below``, ``flag_searched_below``, ``flag_boxed_below`` or ``edge_search_px``.
         ValueError: the image under ``edge_image_key`` is missing or not the mask's size.
     """
 
@@ -164,6 +171,7 @@ class MeasureHeadd(MapTransform):
         result_key: str = "result",
         flag_below: float = FLAG_BELOW,
         flag_searched_below: float = FLAG_SEARCHED_BELOW,
+        flag_boxed_below: float = FLAG_BOXED_BELOW,
         edge_image_key: str | None = None,
         edge_search_px: float = EDGE_SEARCH_PX,
         allow_missing_keys: bool = False,
@@ -174,6 +182,7 @@ class MeasureHeadd(MapTransform):
         self.measurement_key, self.result_key = measurement_key, result_key
         self.flag_below = checked_flag_below(flag_below)
         self.flag_searched_below = checked_flag_below(flag_searched_below, "flag_searched_below")
+        self.flag_boxed_below = checked_flag_below(flag_boxed_below, "flag_boxed_below")
         self.edge_image_key = edge_image_key
         self.edge_search_px = checked_edge_search_px(edge_search_px)
 
@@ -200,16 +209,18 @@ class MeasureHeadd(MapTransform):
         for key in self.key_iterator(d):
             mask = np.asarray(torch.as_tensor(d[key]).cpu()).T > 0  # [W, H] -> (rows, cols)
             spacing, source = self._spacing(d, path)
-            quality, searched = d.get(PREDICTION_QUALITY_KEY), searched_of(self.inferer)
+            quality, searched, boxed = d.get(PREDICTION_QUALITY_KEY), searched_of(self.inferer), boxed_of(self.inferer)
+            flag_below = self.flag_boxed_below if boxed else self.flag_below
             ellipsed = isinstance(quality, Quality)  # the mask is HeadEllipsed's ellipse, snapped already
             edge = None if ellipsed or self.edge_image_key is None else _edge_image(d, self.edge_image_key, mask.T.shape).T
-            measured = measure_head(mask, spacing, sam_iou_of(self.inferer), reduction, self.flag_below, edge, self.edge_search_px)
+            measured = measure_head(mask, spacing, sam_iou_of(self.inferer), reduction, flag_below, edge, self.edge_search_px)
             if ellipsed:  # score the network's mask, not its ellipse
-                measured = dataclasses.replace(measured, quality=quality, flagged=measured.biometry is None or quality.score < self.flag_below)
+                measured = dataclasses.replace(measured, quality=quality, flagged=measured.biometry is None or quality.score < flag_below)
             if searched and measured.quality.score < self.flag_searched_below:
                 measured = dataclasses.replace(measured, flagged=True)
             d[self.measurement_key] = measured
-            d[self.result_key] = result_params(measured, source, self.flag_below, self.flag_searched_below, searched)
+            thresholds = {name: getattr(self, name) for name in FLAG_THRESHOLDS}
+            d[self.result_key] = result_params(measured, source, thresholds, searched, boxed)
         return d
 
 

@@ -27,7 +27,7 @@ from monai_fetal.data.io import IMAGE_SUFFIXES, image_spacing, read_image_reduce
 from monai_fetal.data.writers import AtomicPILWriter
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.shape.ellipse import Ellipse
-from monai_fetal.shape.measure import COLUMNS, HeadMeasurement
+from monai_fetal.shape.measure import COLUMNS, FLAG_THRESHOLDS, HeadMeasurement
 
 __all__ = ["MEASUREMENTS_NAME", "MANIFEST_NAME", "MeasurementWriter", "plan_segmentation", "read_boxes_csv", "spacing_of"]
 
@@ -237,7 +237,7 @@ class MeasurementWriter:
         self.output_dir = Path(output_dir)
         self.overwrite = overwrite
         self.overlay = overlay
-        self.flag_below: float | None = None
+        self.thresholds: dict[str, float] = {}
         self.extra = dict(extra or {})
         self.rows: list[dict] = []
         self.manifest: list[dict] = []
@@ -265,7 +265,7 @@ class MeasurementWriter:
 
     def write_items(self, engine: Engine) -> None:
         for item, output in zip(engine.state.batch, engine.state.output):
-            self.flag_below = float(output["result"]["flag_below"])
+            self.thresholds = {key: float(output["result"][key]) for key in FLAG_THRESHOLDS}
             self._write_one(item, np.asarray(torch.as_tensor(output["pred"]).cpu()).T > 0, output["measurement"])
 
     def _write_one(self, item: Mapping, mask: np.ndarray, measured: HeadMeasurement) -> None:
@@ -311,6 +311,6 @@ class MeasurementWriter:
         flagged = sum(entry["flagged"] for entry in self.manifest)
         write_json_atomic(
             self.output_dir / MANIFEST_NAME,
-            {**self.extra, "flag_below": self.flag_below, "n": len(self.manifest), "flagged": flagged, "images": self.manifest},
+            {**self.extra, **self.thresholds, "n": len(self.manifest), "flagged": flagged, "images": self.manifest},
         )
         logger.info("%d images measured, %d flagged for review", len(self.manifest), flagged)
