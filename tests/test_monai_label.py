@@ -102,7 +102,7 @@ def test_no_prompt_gives_the_head_and_its_measurements(task: BundleInferTask, hc
     assert abs(result["hc_mm"] - hc_mm) < 0.1 * hc_mm
     assert result["hc_mm"] == pytest.approx(biometry_from_mask(label > 0, spacing).hc_mm, rel=1e-3)
     threshold = result["flag_searched_below"] if result["searched"] else result["flag_below"]
-    assert result["flagged"] is (result["quality"] < threshold)
+    assert result["boxed"] is False and result["flagged"] is (result["quality"] < threshold)
     assert 0 < result["quality_terms"]["sam_iou"] < 1  # SAM's IoU estimate reached the measurement
 
 
@@ -140,6 +140,7 @@ def test_a_box_from_the_viewer_is_used(task: BundleInferTask, hc18_cohort: Path)
     label, result = _infer(task, hc18_cohort / "images" / f"{CASE}.png", roi=box)
     _check_head(label, truth)
     assert _dice(label, truth) >= 0.9
+    assert result["boxed"] is True and result["flagged"] is (result["quality"] < result["flag_boxed_below"])
     half = [box[0], box[1], (x0 + x1) / 2, box[3]]
     moved, moved_result = _infer(task, hc18_cohort / "images" / f"{CASE}.png", roi=half)
     inside = (np.argwhere(moved > 0)[:, 1] <= half[2] + 5).mean()
