@@ -233,6 +233,14 @@ def image_scores(pred: np.ndarray, label: np.ndarray, item: dict, image: np.ndar
     }
 
 
+def flagged_images(rows: list[dict], flag_quality: float, searched_quality: float = FLAG_SEARCHED_QUALITY) -> np.ndarray:
+    """Which per-image ``rows`` ``segment`` flags: quality below ``flag_quality``, or below ``searched_quality`` (at least
+    ``flag_quality``) where the automatic prompt searched its sub-boxes."""
+    quality = np.array([r["quality"] for r in rows])
+    searched = np.array([bool(r.get("searched", False)) for r in rows])
+    return (quality < flag_quality) | (searched & (quality < max(flag_quality, searched_quality)))
+
+
 def summarise(rows: list[dict], flag_quality: float, searched_quality: float = FLAG_SEARCHED_QUALITY) -> dict:
     """Means and failure counts of per-image rows.
 
@@ -243,11 +251,10 @@ def summarise(rows: list[dict], flag_quality: float, searched_quality: float = F
     flagged whatever its quality); ``searched`` counts the searched images.
     """
     dice = np.array([r["dice"] for r in rows])
-    quality = np.array([r["quality"] for r in rows])
     searched = np.array([bool(r.get("searched", False)) for r in rows])
 
     def flagged_at(threshold: float) -> np.ndarray:
-        return (quality < threshold) | (searched & (quality < max(threshold, searched_quality)))
+        return flagged_images(rows, threshold, searched_quality)
 
     flagged = flagged_at(flag_quality)
     hd95 = np.array([r["hd95"] for r in rows])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -142,9 +143,10 @@ def size_bands(rows: dict[tuple, dict], published: dict[str, float]) -> list[dic
     """Per setting and prompt, per band of the published HC (:data:`HC_BANDS_MM`), over the seeds' images together:
     the image count, the share flagged, and the mean HC error of the written (snapped) ellipse of all images and of the
     unflagged ones (``None`` where there are none). Flags are recomputed from the stored per-image quality with
-    ``segment``'s rule (below ``FLAG_BELOW``, or ``FLAG_SEARCHED_BELOW`` where sub-boxes were searched; below
-    ``FLAG_BOXED_BELOW`` with the ground-truth box, a given box)."""
-    from monai_fetal.shape.measure import FLAG_BELOW, FLAG_BOXED_BELOW, FLAG_SEARCHED_BELOW
+    ``segment``'s rule (``auto_measure.flagged_images`` at the package's thresholds; ``FLAG_BOXED_BELOW`` with the
+    ground-truth box, a given box)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from auto_measure import FLAG_BOXED_QUALITY, FLAG_QUALITY, flagged_images
 
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     seeds: dict[tuple, int] = defaultdict(int)
@@ -161,8 +163,7 @@ def size_bands(rows: dict[tuple, dict], published: dict[str, float]) -> list[dic
             raise SystemExit(f"no published HC for {missing[:3]}: give --hc-csv the HC18 CSV of the test images")
         hc = np.array([published[image["id"]] for image in images])
         error = np.array([image["hc_error_snapped_mm"] for image in images])
-        below = FLAG_BOXED_BELOW if prompt == "gt_box" else FLAG_BELOW
-        flagged = np.array([image["quality"] < (max(below, FLAG_SEARCHED_BELOW) if image["searched"] else below) for image in images])
+        flagged = flagged_images(images, FLAG_BOXED_QUALITY if prompt == "gt_box" else FLAG_QUALITY)
         band = np.digitize(hc, HC_BANDS_MM)
         bands = []
         for index, name in enumerate(_band_names()):
