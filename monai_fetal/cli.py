@@ -128,6 +128,7 @@ def _synthesize(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         texture=args.texture,
+        x0_clip=args.x0_clip,
     )
     print(f"synthetic cohort written: {datalist}")
 
@@ -306,6 +307,11 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help=f"sampling steps {_CONFIG_DEFAULT}")
     p.add_argument("--sampler", choices=CHOICES["sampler"], help=f"sampler {_CONFIG_DEFAULT}")
     p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale, 1: none {_CONFIG_DEFAULT}")
+    p.add_argument(
+        "--x0-clip",
+        type=float,
+        help="bound of the predicted clean sample in each step, 0: none (default: 3 for latent generators, 1 for pixel ones)",
+    )
     p.add_argument("--seed", type=int, help=f"seed of the set {_CONFIG_DEFAULT}")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output rows and columns (default: the real images')")
     p.add_argument("--masks", help="folder of masks to condition on (default: new masks from the shape prior)")

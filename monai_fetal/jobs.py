@@ -202,6 +202,7 @@ def synthesize_pairs(
     batch_size: int | None = None,
     overwrite: bool | None = None,
     texture: bool | None = None,
+    x0_clip: float | None = None,
 ) -> Path:
     """Sample ``count`` image-mask pairs with the generator folder ``generator`` into the cohort folder ``out``; its datalist's path.
 
@@ -209,7 +210,8 @@ def synthesize_pairs(
     ``size`` is the output's rows and columns (default: the real images'). A rerun completes the set;
     ``overwrite`` replaces a set that ``synthesize`` wrote in ``out`` with other options
     (:class:`~monai_fetal.engines.synthesis.PairSynthesizer`); ``texture`` ``False`` leaves out the generator's
-    speckle texture (:mod:`monai_fetal.networks.speckle`).
+    speckle texture (:mod:`monai_fetal.networks.speckle`); ``x0_clip`` bounds the predicted clean sample
+    (0: none; default: the generator kind's, :func:`~monai_fetal.engines.synthesis.load_synthesis_generator`).
     """
     overrides = {
         "generator_dir": generator,
@@ -218,6 +220,7 @@ def synthesize_pairs(
         "steps": steps,
         "sampler": sampler,
         "guidance": guidance,
+        "x0_clip": x0_clip,
         "seed": seed,
         "output_size": list(size) if size is not None else None,
         "mask_dir": masks,

@@ -8,6 +8,7 @@ ignite's ``EMAHandler``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from monai_fetal.shape.ellipse import ellipse_to_mask, fit_ellipse_to_mask
 __all__ = [
     "SAMPLERS",
     "MaskConditionedPrepareBatch",
+    "check_x0_clip",
     "make_scheduler",
     "sample_pairs",
     "clean_head_mask",
@@ -114,22 +116,39 @@ class MaskConditionedPrepareBatch(DiffusionPrepareBatch):
         return images, target, (), infer_kwargs
 
 
-def make_scheduler(settings: Mapping, sampler: str = "ddim", steps: int = 50) -> Scheduler:
-    """A MONAI DDIM or DDPM scheduler with the generator's noise schedule, set to ``steps`` sampling steps.
+def check_x0_clip(value: object) -> float:
+    """``value`` as an x0 clip bound: a number > 0 clips the predicted clean sample to ``[-value, value]``, 0 does not clip.
 
     Raises:
-        ConfigError: unknown ``sampler``, or ``steps`` not in 1..num_train_timesteps.
+        ConfigError: not a number >= 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError("x0_clip", value, "a number > 0 (the predicted clean sample is clipped to [-x0_clip, x0_clip]), or 0 for no clipping")
+    return float(value)
+
+
+def make_scheduler(settings: Mapping, sampler: str = "ddim", steps: int = 50, x0_clip: float = 1.0) -> Scheduler:
+    """A MONAI DDIM or DDPM scheduler with the generator's noise schedule, set to ``steps`` sampling steps.
+
+    ``x0_clip`` bounds the predicted clean sample at each step (see :func:`check_x0_clip`): 1, the pixel
+    generators' image range, by default.
+
+    Raises:
+        ConfigError: unknown ``sampler``, ``steps`` not in 1..num_train_timesteps, or a bad ``x0_clip``.
     """
     check_option("sampler", sampler)
     total = int(settings["scheduler"]["num_train_timesteps"])
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= total:
         raise ConfigError("steps", steps, f"an integer from 1 to {total} (the training steps)")
+    bound = check_x0_clip(x0_clip)
     kind = DDIMScheduler if sampler == "ddim" else DDPMScheduler
     scheduler = kind(
         num_train_timesteps=total,
         schedule=settings["scheduler"]["schedule"],
         prediction_type=settings["scheduler"]["prediction_type"],
-        clip_sample=True,
+        clip_sample=bound > 0,
+        clip_sample_min=-bound,
+        clip_sample_max=bound,
     )
     scheduler.set_timesteps(steps)
     return scheduler

@@ -34,6 +34,7 @@ from monai_fetal.networks.latent import CONDITION_FILL, LatentGenerator, latent_
 
 __all__ = [
     "AutoencoderLoss",
+    "LATENT_X0_CLIP",
     "LatentPrepareBatch",
     "LatentSampleGrid",
     "TimeLimit",
@@ -44,6 +45,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+LATENT_X0_CLIP = 3.0
+"""Bound of the predicted clean latent in sampling. Scaled latents have unit spread but are not bounded
+by 1: 30 % of the shipped prior's posterior means lie outside [-1, 1] (1.6 % outside [-3, 3]), so the
+image generators' bound of 1 darkened every image and flattened its echoes; 3 keeps DDIM stable under
+guidance (``benchmarks/results/synth_x0_clip_cpu.json``)."""
 
 
 class AutoencoderLoss(nn.Module):
@@ -174,9 +181,12 @@ def stored_or_new_scale_factor(
     return latent_scale_factor(autoencoder, batches, device)
 
 
-def latent_inferer(settings: Mapping, sampler: str = "ddim", steps: int = 25) -> LatentDiffusionInferer:
-    """MONAI's ``LatentDiffusionInferer`` with the generator's noise schedule and scale factor, set to ``steps``."""
-    return LatentDiffusionInferer(make_scheduler(settings, sampler, steps), scale_factor=settings["scale_factor"])
+def latent_inferer(settings: Mapping, sampler: str = "ddim", steps: int = 25, x0_clip: float = LATENT_X0_CLIP) -> LatentDiffusionInferer:
+    """MONAI's ``LatentDiffusionInferer`` with the generator's noise schedule and scale factor, set to ``steps``.
+
+    ``x0_clip`` bounds the predicted clean latent at each step (0: no bound; :data:`LATENT_X0_CLIP` by default).
+    """
+    return LatentDiffusionInferer(make_scheduler(settings, sampler, steps, x0_clip), scale_factor=settings["scale_factor"])
 
 
 @torch.no_grad()

@@ -36,7 +36,7 @@ from monai_fetal.atomic import write_json_atomic
 from monai_fetal.data.cohort import Cohort, CohortItem, find_cases, write_pair
 from monai_fetal.data.io import read_mask
 from monai_fetal.engines.diffusion import clean_head_mask, make_scheduler, sample_pairs
-from monai_fetal.engines.latent import latent_inferer, sample_latent_images
+from monai_fetal.engines.latent import LATENT_X0_CLIP, latent_inferer, sample_latent_images
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.diffusion import MaskConditionedDiffusion, build_generator, find_generator_files, load_generator_weights, read_settings
 from monai_fetal.networks.latent import LATENT_SETTINGS_NAME, UNET_NAME, LatentGenerator, load_latent_generator
@@ -177,22 +177,25 @@ def mask_source(
 
 
 def load_synthesis_generator(
-    generator_dir: str | Path, sampler: str = "ddim", steps: int = 50, device: str | torch.device = "cpu"
+    generator_dir: str | Path, sampler: str = "ddim", steps: int = 50, device: str | torch.device = "cpu", x0_clip: float | None = None
 ) -> tuple[MaskConditionedDiffusion | LatentGenerator, dict, DiffusionInferer, Path]:
     """``(generator, settings, inferer, weights)`` of a latent generator folder or a pixel-space one.
 
     A folder with ``latent_generator.json`` (from ``train-generator --mode latent``) gives the latent
     generator and MONAI's ``LatentDiffusionInferer``; otherwise the pixel-space generator of the folder
-    (or checkpoint) and ``DiffusionInferer``, both set to ``steps`` steps of ``sampler``.
+    (or checkpoint) and ``DiffusionInferer``, both set to ``steps`` steps of ``sampler``. ``x0_clip``
+    bounds the predicted clean sample (0: none); ``None`` takes the generator's kind default
+    (:data:`~monai_fetal.engines.latent.LATENT_X0_CLIP` for latents, 1 for images in [-1, 1]).
     """
     folder = Path(generator_dir)
     if (folder / LATENT_SETTINGS_NAME).is_file():
         generator = load_latent_generator(folder, device)
-        return generator, generator.settings, latent_inferer(generator.settings, sampler, steps), folder / UNET_NAME
+        bound = LATENT_X0_CLIP if x0_clip is None else x0_clip
+        return generator, generator.settings, latent_inferer(generator.settings, sampler, steps, bound), folder / UNET_NAME
     settings_path, weights = find_generator_files(folder)
     settings = read_settings(settings_path)
     generator = load_generator_weights(build_generator(settings), weights, device)
-    return generator, settings, DiffusionInferer(make_scheduler(settings, sampler, steps)), weights
+    return generator, settings, DiffusionInferer(make_scheduler(settings, sampler, steps, 1.0 if x0_clip is None else x0_clip)), weights
 
 
 def _read_manifest(path: Path) -> dict | None:
@@ -208,6 +211,11 @@ def _file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def _x0_clip(scheduler: object) -> float:
+    """The scheduler's bound of the predicted clean sample (0: not clipped)."""
+    return float(scheduler.clip_sample_values[1]) if scheduler.clip_sample else 0.0
+
+
 class PairSynthesizer:
     """Write ``num_samples`` synthetic pairs into the cohort folder ``output_dir`` (see the module docstring).
 
@@ -215,7 +223,8 @@ class PairSynthesizer:
         generator: the trained generator (EMA weights, eval mode): pixel-space or latent.
         settings: its settings.
         inferer: ``DiffusionInferer`` (``LatentDiffusionInferer`` for a latent generator) with the sampling
-            scheduler (DDIM: pair ``i`` depends only on its seed).
+            scheduler (DDIM: pair ``i`` depends only on its seed); its bound of the predicted clean sample is
+            recorded in the manifest when it is not 1 (the bound every set had before it could be set).
         masks: a :class:`PriorMasks` or :class:`FileMasks`; in ``joint`` mode it only sets the output size.
         output_dir: the cohort folder to write.
         num_samples: pairs wanted.
@@ -286,6 +295,7 @@ class PairSynthesizer:
             "guidance": self.guidance,
             "seed": self.seed,
             "masks": self.masks.describe(),
+            **({"x0_clip": x0_clip} if (x0_clip := _x0_clip(scheduler)) != 1.0 else {}),
             **({"autocast": True} if self.autocast else {}),
             **({"speckle": self.speckle.digest()} if self.speckle is not None else {}),
         }
