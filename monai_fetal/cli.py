@@ -134,17 +134,11 @@ def _synthesize(args: argparse.Namespace) -> None:
 
 
 def _synth_report(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from monai_fetal.data.unlabelled import protocol_folder, unlabelled_items
+    from monai_fetal.data.unlabelled import training_images
     from monai_fetal.jobs import synth_report
     from monai_fetal.metrics.synth_report import GRID_NAME, REPORT_NAME
 
-    training = [
-        item["image"]
-        for folder in args.train or []
-        for item in unlabelled_items(folder, args.train_protocol if protocol_folder(args.train_protocol) == Path(folder).name else None)
-    ]
+    training = training_images(args.train or [], args.train_protocol)
     report = synth_report(
         args.real, args.synthetic, args.out, model_name=args.model, max_real=args.max_real, seed=args.seed, training_images=training
     )

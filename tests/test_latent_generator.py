@@ -16,7 +16,7 @@ import torch
 
 from monai_fetal.bundles import bundle_dir, read_bundle_config, run_bundle
 from monai_fetal.data.io import read_image, write_png
-from monai_fetal.data.unlabelled import unlabelled_items
+from monai_fetal.data.unlabelled import training_images, unlabelled_items
 from monai_fetal.engines.adversarial import DiscriminatorAdversarialLoss, GeneratorAdversarialLoss, SelectedOutputInferer, freeze_encoder
 from monai_fetal.engines.latent import LATENT_X0_CLIP, AutoencoderLoss, LatentPrepareBatch, TimeLimit, latent_inferer, sample_latent_images
 from monai_fetal.engines.mixed_precision import AutocastInferer
@@ -252,6 +252,20 @@ def test_unlabelled_items_follow_the_protocol_and_never_its_test_part(tmp_path: 
     protocol.write_text(json.dumps({"unlabelled_pool": {"images": ["009_HC.png"]}}))
     with pytest.raises(InputDataError, match="009_HC.png"):
         unlabelled_items(tmp_path / "hc18", protocol)
+
+
+def test_memorisation_images_take_only_the_pool_of_the_protocol_folder(tmp_path: Path):
+    for folder in ("hc18_train", "pairs"):
+        (tmp_path / folder / "images").mkdir(parents=True)
+        for name in ("001_HC.png", "002_HC.png"):
+            write_png(tmp_path / folder / "images" / name, np.zeros((8, 8), np.uint8))
+    protocol = tmp_path / "protocol.json"
+    protocol.write_text(json.dumps({"unlabelled_pool": {"folder": "hc18_train", "images": ["001_HC.png"]}, "test": {"images": ["002_HC.png"]}}))
+    seen = training_images([tmp_path / "hc18_train", tmp_path / "pairs"], protocol)
+    assert [Path(path).relative_to(tmp_path).as_posix() for path in seen] == [
+        "hc18_train/images/001_HC.png", "pairs/images/001_HC.png", "pairs/images/002_HC.png"
+    ]
+    assert len(training_images([tmp_path / "hc18_train"])) == 2
 
 
 def test_time_limit_stops_a_trainer():

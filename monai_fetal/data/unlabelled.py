@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from monai_fetal.data.cohort import UNLABELLED_DIR, Cohort, image_files
@@ -11,7 +12,7 @@ from monai_fetal.data.io import strip_suffix
 from monai_fetal.data.patients import patient_of
 from monai_fetal.errors import ConfigError, InputDataError
 
-__all__ = ["PROTOCOL_PARTS", "HELD_OUT_PARTS", "protocol_folder", "unlabelled_items"]
+__all__ = ["PROTOCOL_PARTS", "HELD_OUT_PARTS", "protocol_folder", "unlabelled_items", "training_images"]
 
 HELD_OUT_PARTS = ("validation", "test")
 """Split parts whose images (and their patients' other images) are never trained on without masks."""
@@ -93,3 +94,13 @@ def unlabelled_items(
         if not paths:
             raise InputDataError(folder, f"holds only images of the validation and test patients of {split}", "give a folder of other images")
     return [{"image": str(p), "id": strip_suffix(p.name)} for p in paths]
+
+
+def training_images(folders: Sequence[str | Path], protocol: str | Path | None = None) -> list[str]:
+    """The image paths of ``folders`` (as :func:`unlabelled_items` finds them) that a generator may have seen.
+
+    Of a folder named as ``protocol``'s folder (``hc18_train``), only the protocol's unlabelled pool is taken;
+    other folders are taken whole.
+    """
+    pool_folder = protocol_folder(protocol)
+    return [item["image"] for folder in folders for item in unlabelled_items(folder, protocol if pool_folder == Path(folder).name else None)]
