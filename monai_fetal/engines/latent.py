@@ -49,8 +49,8 @@ logger = logging.getLogger(__name__)
 LATENT_X0_CLIP = 3.0
 """Bound of the predicted clean latent in sampling. Scaled latents have unit spread but are not bounded
 by 1: 30 % of the shipped prior's posterior means lie outside [-1, 1] (1.6 % outside [-3, 3]), so the
-image generators' bound of 1 darkened every image and flattened its echoes; 3 keeps DDIM stable under
-guidance (``benchmarks/results/synth_x0_clip_cpu.json``)."""
+image generators' bound of 1 darkened every image and flattened its echoes. 3 still guards against runaway
+predictions under guidance; 2, 3 and no bound measured alike (``benchmarks/results/synth_x0_clip_cpu.json``)."""
 
 
 class AutoencoderLoss(nn.Module):

@@ -36,7 +36,7 @@ from monai_fetal.atomic import write_json_atomic
 from monai_fetal.data.cohort import Cohort, CohortItem, find_cases, write_pair
 from monai_fetal.data.io import read_mask
 from monai_fetal.engines.diffusion import clean_head_mask, make_scheduler, sample_pairs
-from monai_fetal.engines.latent import LATENT_X0_CLIP, latent_inferer, sample_latent_images
+from monai_fetal.engines.latent import latent_inferer, sample_latent_images
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.networks.diffusion import MaskConditionedDiffusion, build_generator, find_generator_files, load_generator_weights, read_settings
 from monai_fetal.networks.latent import LATENT_SETTINGS_NAME, UNET_NAME, LatentGenerator, load_latent_generator
@@ -188,14 +188,14 @@ def load_synthesis_generator(
     (:data:`~monai_fetal.engines.latent.LATENT_X0_CLIP` for latents, 1 for images in [-1, 1]).
     """
     folder = Path(generator_dir)
+    bound = {} if x0_clip is None else {"x0_clip": x0_clip}
     if (folder / LATENT_SETTINGS_NAME).is_file():
         generator = load_latent_generator(folder, device)
-        bound = LATENT_X0_CLIP if x0_clip is None else x0_clip
-        return generator, generator.settings, latent_inferer(generator.settings, sampler, steps, bound), folder / UNET_NAME
+        return generator, generator.settings, latent_inferer(generator.settings, sampler, steps, **bound), folder / UNET_NAME
     settings_path, weights = find_generator_files(folder)
     settings = read_settings(settings_path)
     generator = load_generator_weights(build_generator(settings), weights, device)
-    return generator, settings, DiffusionInferer(make_scheduler(settings, sampler, steps, 1.0 if x0_clip is None else x0_clip)), weights
+    return generator, settings, DiffusionInferer(make_scheduler(settings, sampler, steps, **bound)), weights
 
 
 def _read_manifest(path: Path) -> dict | None:
@@ -287,6 +287,7 @@ class PairSynthesizer:
     def manifest(self) -> dict:
         """The options that define the set (everything but its size)."""
         scheduler = self.inferer.scheduler
+        x0_clip = _x0_clip(scheduler)
         return {
             "generator": dict(self.settings),
             "weights_sha256": None if self.weights is None else _file_digest(self.weights),
@@ -295,7 +296,7 @@ class PairSynthesizer:
             "guidance": self.guidance,
             "seed": self.seed,
             "masks": self.masks.describe(),
-            **({"x0_clip": x0_clip} if (x0_clip := _x0_clip(scheduler)) != 1.0 else {}),
+            **({"x0_clip": x0_clip} if x0_clip != 1.0 else {}),
             **({"autocast": True} if self.autocast else {}),
             **({"speckle": self.speckle.digest()} if self.speckle is not None else {}),
         }
