@@ -15,7 +15,7 @@ from monai_fetal.data.cohort import read_filled_masks
 from monai_fetal.data.io import read_mask
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.shape.biometry import Biometry, biometry_from_ellipse, biometry_from_mask, biometry_from_outline
-from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask
+from monai_fetal.shape.ellipse import Ellipse, ellipse_to_mask, fit_ellipse_to_mask, fit_ellipse_to_points
 from monai_fetal.shape.prior import EllipseShapePrior
 
 
@@ -50,6 +50,29 @@ def test_biometry_of_a_drawn_mask_and_outline() -> None:
     outline = find_boundaries(mask, mode="inner")
     from_outline = biometry_from_outline(outline, spacing=0.1)
     assert from_outline.hc_mm == pytest.approx(ellipse.circumference() * 0.1, rel=0.01)
+
+
+def _points_on(ellipse: Ellipse, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cos, sin = math.cos(ellipse.theta), math.sin(ellipse.theta)
+    u, v = ellipse.a * np.cos(angles), ellipse.b * np.sin(angles)
+    return ellipse.cx + u * cos - v * sin, ellipse.cy + u * sin + v * cos
+
+
+@pytest.mark.parametrize("complex_eig", [False, True], ids=["numpy", "numpy-2.5-complex-eig"])
+def test_ellipse_fit_recovers_the_ellipse_from_a_gapped_outline(complex_eig: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit survives NumPy 2.5, whose ``np.linalg.eig`` returns complex arrays (it broke scikit-image's EllipseModel)."""
+    if complex_eig:
+        real_eig = np.linalg.eig
+        monkeypatch.setattr(np.linalg, "eig", lambda matrix: tuple(np.asarray(part, dtype=np.complex128) for part in real_eig(matrix)))
+    truth = Ellipse(410.0, 260.0, 180.0, 120.0, 2.5)
+    x, y = _points_on(truth, np.linspace(0.3, 5.2, 300))  # a third of the outline missing
+    fitted = fit_ellipse_to_points(x, y)
+    assert (fitted.cx, fitted.cy) == (pytest.approx(410.0), pytest.approx(260.0))
+    assert (fitted.semi_major, fitted.semi_minor) == (pytest.approx(180.0), pytest.approx(120.0))
+    assert fitted.major_angle == pytest.approx(truth.major_angle)
+    assert isinstance(fitted.cx, float) and isinstance(fitted.theta, float)
+    with pytest.raises(ValueError, match="no ellipse"):
+        fit_ellipse_to_points(np.arange(8.0), 2 * np.arange(8.0) + 1)
 
 
 @pytest.mark.parametrize("spacing", [0, -0.1, float("nan"), "0.1", True])

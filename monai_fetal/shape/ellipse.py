@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 from skimage.draw import ellipse as draw_ellipse
-from skimage.measure import EllipseModel
 
 __all__ = ["Ellipse", "fit_ellipse_to_points", "fit_ellipse_to_outline", "fit_ellipse_to_mask", "ellipse_to_mask"]
 
@@ -56,6 +55,35 @@ class Ellipse:
         return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
 
 
+def _conic_through_points(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Coefficients ``(A, B, C, D, E, F)`` of the conic ``A x^2 + B xy + C y^2 + D x + E y + F = 0`` that fits the
+    points best in the algebraic least-squares sense under the ellipse constraint ``4AC - B^2 = 1`` (Halir and
+    Flusser, 1998).
+
+    Written out rather than taken from ``skimage.measure.EllipseModel``, whose scikit-image 0.26 breaks under
+    NumPy 2.5 (``np.linalg.eig`` returns complex arrays there; scikit-image issue 8235).
+
+    Raises:
+        ValueError: no ellipse fits the points (collinear or otherwise degenerate).
+    """
+    quadratic = np.column_stack([x * x, x * y, y * y])
+    linear = np.column_stack([x, y, np.ones_like(x)])
+    s1, s2, s3 = quadratic.T @ quadratic, quadratic.T @ linear, linear.T @ linear
+    try:
+        linear_of_quadratic = -np.linalg.solve(s3, s2.T)
+    except np.linalg.LinAlgError as err:
+        raise ValueError("no ellipse fits these points") from err
+    reduced = s1 + s2 @ linear_of_quadratic
+    reduced = np.stack([reduced[2] / 2, -reduced[1], reduced[0] / 2])  # inv([[0, 0, 2], [0, -1, 0], [2, 0, 0]]) @ reduced
+    _, vectors = np.linalg.eig(reduced)
+    vectors = np.real(vectors)
+    constraint = 4 * vectors[0] * vectors[2] - vectors[1] ** 2
+    if not np.any(constraint > 0):
+        raise ValueError("no ellipse fits these points")
+    quadratic_part = vectors[:, int(np.argmax(constraint))]
+    return np.concatenate([quadratic_part, linear_of_quadratic @ quadratic_part])
+
+
 def fit_ellipse_to_points(x: np.ndarray, y: np.ndarray) -> Ellipse:
     """Least-squares (algebraic, Halir-Flusser) ellipse through points ``(x, y)``.
 
@@ -64,13 +92,23 @@ def fit_ellipse_to_points(x: np.ndarray, y: np.ndarray) -> Ellipse:
     """
     if len(x) < 5:
         raise ValueError(f"an ellipse needs at least 5 points, got {len(x)}")
-    model = EllipseModel.from_estimate(np.column_stack([x, y]).astype(np.float64))
-    if not model:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    mx, my = x.mean(), y.mean()
+    scale = math.sqrt(((x - mx) ** 2 + (y - my) ** 2).mean()) or 1.0
+    a, b, c, d, e, f = _conic_through_points((x - mx) / scale, (y - my) / scale)
+    disc = b * b - 4 * a * c
+    if disc >= 0:
         raise ValueError("no ellipse fits these points")
-    (cx, cy), (a, b), theta = model.center, model.axis_lengths, model.theta
-    if not all(np.isfinite([cx, cy, a, b, theta])) or min(a, b) <= 0:
+    x0, y0 = (2 * c * d - b * e) / disc, (2 * a * e - b * d) / disc
+    level = 2 * (a * e * e + c * d * d - b * d * e + disc * f)
+    spread = math.hypot(a - c, b)
+    major = -math.sqrt(max(level * (a + c + spread), 0.0)) / disc
+    minor = -math.sqrt(max(level * (a + c - spread), 0.0)) / disc
+    theta = 0.5 * math.atan2(-b, c - a)
+    cx, cy, semi_a, semi_b = mx + x0 * scale, my + y0 * scale, major * scale, minor * scale
+    if not all(np.isfinite([cx, cy, semi_a, semi_b, theta])) or min(semi_a, semi_b) <= 0:
         raise ValueError("the ellipse fit is degenerate")
-    return Ellipse(float(cx), float(cy), float(a), float(b), float(theta))
+    return Ellipse(float(cx), float(cy), float(semi_a), float(semi_b), float(theta))
 
 
 def fit_ellipse_to_outline(outline: np.ndarray) -> Ellipse:
