@@ -5,9 +5,9 @@
 A conditioning step is what ``train_conditioning.json`` runs: encode the batch with the frozen
 autoencoder, noise the latents, one UNet pass with the mask channel, MSE, AdamW (``cpu`` preset batch
 4), timed in float32 and, where the configs' ``autocast`` default is on (a CPU with native bfloat16),
-under bfloat16 autocast. A pair is what ``synthesize`` writes: DDIM through MONAI's ``LatentDiffusionInferer`` (one UNet
+under bfloat16 autocast (on CUDA always: the training configs' ``amp``). A pair is what ``synthesize`` writes: DDIM through MONAI's ``LatentDiffusionInferer`` (one UNet
 pass per step, two with classifier-free guidance, then the decoder) and the bilinear upsampling to 540 x 800,
-in float32 and, where the default is on, under bfloat16 autocast. Each row is the median,
+in float32 and, where the default is on (or on CUDA), under bfloat16 autocast. Each row is the median,
 min and max of ``--repeats`` timed runs after a warm-up, at the machine's thread count. ``cpu_s``
 rows give the process CPU time of the same runs: on a machine shared with other jobs it estimates
 what the wall time would be on idle cores (CPU seconds / threads).
@@ -97,20 +97,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (default 3)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50], help="DDIM steps of the sampling rows (default 10 25 50)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4], help="batch sizes of every row (default 4, the cpu preset's; the gpu preset trains with 32)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    precisions = sorted({False, cpu_autocast_default(device)})
+    precisions = sorted({False, cpu_autocast_default(device) or device.type == "cuda"})
     results = {
         "machine": {"platform": platform.platform(), **cpu_description(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "device": str(device),
                     "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "load_average": os.getloadavg()},
-        "conditioning_step": [conditioning_step(device, 4, args.repeats, autocast) for autocast in precisions],
-        "sampling": [sampling(device, steps, guidance, 4, args.repeats, autocast) for guidance in (1.0, 2.0) for steps in args.steps for autocast in precisions],
+        "conditioning_step": [conditioning_step(device, batch, args.repeats, autocast) for batch in args.batch_sizes for autocast in precisions],
+        "sampling": [
+            sampling(device, steps, guidance, batch, args.repeats, autocast)
+            for batch in args.batch_sizes
+            for guidance in (1.0, 2.0)
+            for steps in args.steps
+            for autocast in precisions
+        ],
     }
     write_json_atomic(args.out, results)
     for row in results["conditioning_step"]:
-        print(f"conditioning step (batch 4, autocast {row['autocast']}): {row['median_s']:.2f} s ({row['median_cpu_s']:.2f} CPU s)")
+        print(f"conditioning step (batch {row['batch_size']}, autocast {row['autocast']}): {row['median_s']:.2f} s ({row['median_cpu_s']:.2f} CPU s)")
     for row in results["sampling"]:
-        print(f"DDIM {row['ddim_steps']}, guidance {row['guidance']}, autocast {row['autocast']}: {row['per_pair_s']:.2f} s per pair at 540 x 800 ({row['per_pair_cpu_s']:.2f} CPU s)")
+        print(f"batch {row['batch_size']}, DDIM {row['ddim_steps']}, guidance {row['guidance']}, autocast {row['autocast']}: {row['per_pair_s']:.2f} s per pair at 540 x 800 ({row['per_pair_cpu_s']:.2f} CPU s)")
 
 
 if __name__ == "__main__":
