@@ -147,6 +147,9 @@ def _synth_report(args: argparse.Namespace) -> None:
         f"FID {report['feature_distance']['fid']:.4f}, KID {report['feature_distance']['kid']:.5f}, "
         f"pair-consistency Dice {consistency['mean']:.3f} (real {report['real']['pair_consistency']['mean']:.3f})"
     )
+    matched = report["pair_consistency_by_head_size"]["real_at_synthetic_head_sizes"]
+    if matched is not None:
+        print(f"real images at the synthetic set's head sizes: pair-consistency Dice {matched:.3f}")
     if "memorisation" in report:
         memorisation = report["memorisation"]
         print(

@@ -24,6 +24,7 @@ from monai_fetal.engines.checkpoints import latest_checkpoint
 from monai_fetal.engines.diffusion import MaskConditionedPrepareBatch, SampleGridHandler, clean_head_mask, make_scheduler, sample_pairs
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.metrics.feature_distance import feature_distances
+from monai_fetal.metrics.synth_report import consistency_by_head_size
 from monai_fetal.networks.diffusion import MODES, build_generator, generator_settings, load_generator, start_controlnet
 
 BUNDLE = "fetal_us_diffusion"
@@ -283,8 +284,20 @@ def test_synth_report(concat_generator: Path, phantom: Path, tmp_path: Path):
     assert report["real"]["pair_consistency"]["count"] == 2 and report["real"]["pair_consistency"]["mean"] > 0.5
     assert report["pair_consistency_prompt"].startswith("box of the image's own mask with 5% margin")  # evaluate.json's box_margin
     assert report["synthetic"]["pair_consistency"]["count"] == 2
+    by_size = report["pair_consistency_by_head_size"]
+    assert sum(b["real"]["count"] for b in by_size["bins"]) == 2 and sum(b["synthetic"]["count"] for b in by_size["bins"]) == 2
     assert {"fid", "kid", "mmd_linear"} <= set(report["feature_distance"])
     assert (out / "synth_grid.png").stat().st_size > 1000
+
+
+def test_consistency_by_head_size_weights_the_real_bins_by_the_synthetic_mix():
+    real_dice, real_area = [0.80, 0.90, 0.95, 0.97], [0.05, 0.10, 0.25, 0.40]
+    by_size = consistency_by_head_size(real_dice, real_area, [0.70, 0.85, 0.90], [0.08, 0.09, 0.35], edges=(0.12, 0.3))
+    small, middle, large = by_size["bins"]
+    assert small["real"] == {"count": 2, "mean": pytest.approx(0.85)} and small["synthetic"]["count"] == 2
+    assert middle["synthetic"] == {"count": 0, "mean": None} and large["head_area"] == [0.3, 1.0]
+    assert by_size["real_at_synthetic_head_sizes"] == pytest.approx((2 * 0.85 + 0.97) / 3)
+    assert consistency_by_head_size([0.9], [0.5], [0.8], [0.05])["real_at_synthetic_head_sizes"] is None  # no real small head
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,10 @@ Both come from one LiteMedSAM pass per image (no download: the weights are a pac
   to the image size, Dice against that mask. Real
   pairs score about 0.95. As a reference for what the box alone gives, each synthetic image is also
   prompted with the box of the previous pair's mask and scored against that mask (``shuffled``): a
-  generator whose images follow their masks scores well above it.
+  generator whose images follow their masks scores well above it. LiteMedSAM scores small heads lower
+  on real images too, so the report also gives the consistency by the share of the image the head covers
+  and what the real images score at the synthetic set's mix of head sizes
+  (:func:`consistency_by_head_size`).
 """
 
 from __future__ import annotations
@@ -36,22 +39,24 @@ from monai_fetal.networks.prompted_sam import PromptedSam
 from monai_fetal.transforms import BoxFromMaskd
 from monai_fetal.visualize import load_cohort_pairs, save_pair_grid
 
-__all__ = ["CohortScores", "score_cohort", "summarize", "synth_report", "REPORT_NAME", "GRID_NAME"]
+__all__ = ["CohortScores", "consistency_by_head_size", "score_cohort", "summarize", "synth_report", "REPORT_NAME", "GRID_NAME", "HEAD_SIZE_EDGES"]
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "synth_report.json"
 GRID_NAME = "synth_grid.png"
+HEAD_SIZE_EDGES = (0.12, 0.2, 0.3)  # head mask / image area: the bins of consistency_by_head_size
 
 
 class CohortScores:
-    """Per-image results of :func:`score_cohort`: ids, pooled features ``[N, 256]``, Dice values."""
+    """Per-image results of :func:`score_cohort`: ids, pooled features ``[N, 256]``, Dice values, head area shares."""
 
-    def __init__(self, ids: list[str], features: torch.Tensor, dice: list[float], shuffled: list[float]) -> None:
+    def __init__(self, ids: list[str], features: torch.Tensor, dice: list[float], shuffled: list[float], head_area: list[float]) -> None:
         self.ids = ids
         self.features = features
         self.dice = dice
         self.shuffled = shuffled
+        self.head_area = head_area
 
 
 def _box_margin(preprocessing: Compose) -> float:
@@ -90,7 +95,7 @@ def score_cohort(
         items = [items[i] for i in chosen]
     invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)
     device = network.pixel_mean.device
-    ids, features, dice, shuffled = [], [], [], []
+    ids, features, dice, shuffled, head_area = [], [], [], [], []
     previous = None
     for item in tqdm(items, desc=f"LiteMedSAM {Path(cohort_dir).name}", unit="img", disable=not progress):
         data = preprocessing(item)
@@ -98,10 +103,11 @@ def score_cohort(
         features.append(embedding.mean(dim=(2, 3))[0].cpu())
         ids.append(str(item.get("id", Path(item["image"]).stem)))
         dice.append(_dice_in_image(network, embedding, data["box"], data, invert, data["label"]))
+        head_area.append(float((data["label"] > 0).float().mean()))
         if previous is not None and previous["label"].shape == data["label"].shape:
             shuffled.append(_dice_in_image(network, embedding, previous["box"], data, invert, previous["label"]))
         previous = {"box": data["box"], "label": data["label"]}
-    return CohortScores(ids, torch.stack(features), dice, shuffled)
+    return CohortScores(ids, torch.stack(features), dice, shuffled, head_area)
 
 
 def summarize(values: Sequence[float]) -> dict:
@@ -120,6 +126,45 @@ def summarize(values: Sequence[float]) -> dict:
         "median": float(median),
         "q75": float(q75),
     }
+
+
+def consistency_by_head_size(
+    real_dice: Sequence[float],
+    real_area: Sequence[float],
+    synthetic_dice: Sequence[float],
+    synthetic_area: Sequence[float],
+    edges: Sequence[float] = HEAD_SIZE_EDGES,
+) -> dict:
+    """Pair consistency of both cohorts by head size, and the real images' at the synthetic set's mix of sizes.
+
+    Args:
+        real_dice, synthetic_dice: per-image pair-consistency Dice.
+        real_area, synthetic_area: the same images' head mask area over the image area.
+        edges: the inner bin edges of the area share (bins ``[0, e0), [e0, e1), ..., [e_last, 1]``).
+
+    Returns:
+        ``{"edges", "bins": [{"head_area", "real": {"count", "mean"}, "synthetic": {...}}],
+        "real_at_synthetic_head_sizes"}``: the last is the mean of the real bins' means weighted by the
+        synthetic counts (``None`` when a bin holding synthetic images holds no real one), the consistency a
+        generator as good as the real images would score at these masks.
+    """
+    bounds = [0.0, *edges, 1.0]
+    real_bin = np.digitize(np.asarray(real_area, dtype=np.float64), edges)
+    synthetic_bin = np.digitize(np.asarray(synthetic_area, dtype=np.float64), edges)
+    real_dice, synthetic_dice = np.asarray(real_dice, dtype=np.float64), np.asarray(synthetic_dice, dtype=np.float64)
+
+    def cell(values: np.ndarray) -> dict:
+        return {"count": int(len(values)), "mean": float(values.mean()) if len(values) else None}
+
+    bins = [
+        {"head_area": [bounds[i], bounds[i + 1]], "real": cell(real_dice[real_bin == i]), "synthetic": cell(synthetic_dice[synthetic_bin == i])}
+        for i in range(len(bounds) - 1)
+    ]
+    weighted = [(b["synthetic"]["count"], b["real"]["mean"]) for b in bins if b["synthetic"]["count"]]
+    matched = None
+    if weighted and all(mean is not None for _, mean in weighted):
+        matched = float(sum(count * mean for count, mean in weighted) / sum(count for count, _ in weighted))
+    return {"edges": list(edges), "bins": bins, "real_at_synthetic_head_sizes": matched}
 
 
 def _real_split_distances(features: torch.Tensor, seed: int) -> dict | None:
@@ -179,6 +224,7 @@ def synth_report(
             "pair_consistency_shuffled": summarize(synthetic.shuffled),
             "per_image": dict(zip(synthetic.ids, synthetic.dice)),
         },
+        "pair_consistency_by_head_size": consistency_by_head_size(real.dice, real.head_area, synthetic.dice, synthetic.head_area),
         "feature_distance": feature_distances(real.features, synthetic.features, seed),
         "feature_distance_real_halves": _real_split_distances(real.features, seed),
     }
