@@ -58,7 +58,7 @@ class Ellipse:
 def _conic_through_points(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Coefficients ``(A, B, C, D, E, F)`` of the conic ``A x^2 + B xy + C y^2 + D x + E y + F = 0`` that fits the
     points best in the algebraic least-squares sense under the ellipse constraint ``4AC - B^2 = 1`` (Halir and
-    Flusser, 1998).
+    Flusser, 1998), returned up to scale.
 
     Written out rather than taken from ``skimage.measure.EllipseModel``, whose scikit-image 0.26 breaks under
     NumPy 2.5 (``np.linalg.eig`` returns complex arrays there; scikit-image issue 8235).
