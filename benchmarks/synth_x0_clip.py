@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 
-def row(report: dict, clip: float, seconds: float) -> dict:
-    """The numbers of one ``synth-report`` that the table shows."""
+def row(report: dict, seconds: float, **labels: object) -> dict:
+    """The numbers of one ``synth-report`` that the table shows, after the row's ``labels``."""
     fid, floor = report["feature_distance"]["fid"], report["feature_distance_real_halves"]["fid"]
     own, shuffled = report["synthetic"]["pair_consistency"]["mean"], report["synthetic"]["pair_consistency_shuffled"]["mean"]
     result = {
-        "x0_clip": clip,
+        **labels,
         "fid": round(fid, 4),
         "fid_real_halves_floor": round(floor, 4),
         "fid_over_floor": round(fid / floor, 2),
@@ -33,6 +33,13 @@ def row(report: dict, clip: float, seconds: float) -> dict:
         "margin_over_shuffled": round(own - shuffled, 4),
         "synthesize_wall_s": round(seconds, 1),
     }
+    if "pair_consistency_by_head_size" in report:
+        by_size = report["pair_consistency_by_head_size"]
+        result["real_at_synthetic_head_sizes"] = round(by_size["real_at_synthetic_head_sizes"], 4)
+        result["by_head_size"] = [
+            {"head_area": b["head_area"], **{side: [b[side]["count"], b[side]["mean"] and round(b[side]["mean"], 4)] for side in ("real", "synthetic")}}
+            for b in by_size["bins"]
+        ]
     if "memorisation" in report:
         memo = report["memorisation"]
         result["near_copies"] = memo["near_copies"]
@@ -65,7 +72,7 @@ def main() -> None:
         synthesize_pairs(args.generator, pairs, args.n, steps=args.steps, seed=0, x0_clip=clip)
         seconds = time.perf_counter() - start
         report = synth_report(args.real, pairs, args.work / f"report_clip{clip:g}", max_real=args.max_real, training_images=seen)
-        rows.append(row(report, clip, seconds))
+        rows.append(row(report, seconds, x0_clip=clip))
         print(rows[-1])
     write_json_atomic(args.out, {"generator": str(args.generator), "pairs": args.n, "steps": args.steps, "rows": rows})
 

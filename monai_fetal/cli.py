@@ -107,7 +107,9 @@ def _segment(args: argparse.Namespace) -> None:
 def _train_generator(args: argparse.Namespace) -> None:
     from monai_fetal.jobs import train_generator
 
-    weights = train_generator(args.data, args.out, mode=args.mode, prior=args.prior, preset=args.preset, epochs=args.epochs)
+    weights = train_generator(
+        args.data, args.out, mode=args.mode, prior=args.prior, preset=args.preset, epochs=args.epochs, conditioning=args.conditioning
+    )
     print(f"generator written: {weights} (sample grids in {weights.parent}/samples)")
 
 
@@ -290,6 +292,11 @@ def _add_train_generator(sub: argparse._SubParsersAction) -> None:
         "or a pixel-space generator trained from scratch: concat, controlnet or joint",
     )
     p.add_argument("--prior", help="latent mode: prior folder to start from (default: the bundle's shipped models/prior)")
+    p.add_argument(
+        "--conditioning",
+        choices=CHOICES["conditioning"],
+        help=f"latent mode: how the prior learns the mask: fine_tune every weight, low_rank adapters, or a controlnet {_CONFIG_DEFAULT}",
+    )
     p.add_argument("--preset", choices=CHOICES["preset"], help=f"cpu or gpu: larger batches; pixel modes 256 x 384 {_CONFIG_DEFAULT}")
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     p.add_argument("--out", required=True, help="generator folder: checkpoints, unet.pt (latent) or model.pt, samples/; rerun to resume")

@@ -21,6 +21,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "effort": ("full", "fast"),
     "precision": ("fp32", "bf16", "ov-fp32", "ov-bf16", "ov-int8"),
     "generator_mode": ("latent", "concat", "controlnet", "joint"),
+    "conditioning": ("fine_tune", "low_rank", "controlnet"),
     "preset": ("cpu", "gpu"),
     "sampler": ("ddim", "ddpm"),
 }

@@ -157,16 +157,18 @@ def train_generator(
     epoch_length: int | None = None,
     sample_steps: int | None = None,
     seed: int | None = None,
+    conditioning: str | None = None,
 ) -> Path:
     """Train the mask-conditioned generator on the labelled pairs of ``data`` into ``out`` (resumable); its weights' path.
 
     ``latent`` (the default) conditions the shipped in-domain prior (or ``prior``, a folder from
-    ``train_prior.json``) on the masks and writes ``out/unet.pt``; ``concat``, ``controlnet`` and ``joint``
+    ``train_prior.json``) on the masks by ``conditioning`` (``fine_tune``, the default; ``low_rank`` adapters;
+    a ``controlnet``: :mod:`monai_fetal.networks.latent_conditioning`) and writes ``out/unet.pt``; ``concat``, ``controlnet`` and ``joint``
     train a pixel-space generator (``train.json``; ``controlnet`` trains its base UNet first with
     ``train_controlnet.json`` over it) and write ``out/model.pt``. The configs of each mode: :data:`GENERATOR_CONFIGS`.
 
     Raises:
-        ConfigError: an unknown ``mode``, or ``prior`` with a pixel-space mode.
+        ConfigError: an unknown ``mode``, or ``prior`` or ``conditioning`` with a pixel-space mode.
     """
     check_choice("mode", mode, GENERATOR_MODES)
     overrides = {
@@ -180,8 +182,10 @@ def train_generator(
     }
     if mode == "latent":
         overrides["prior_dir"] = prior
-    elif prior is not None:
-        raise ConfigError("prior", prior, "used with mode 'latent' only")
+        overrides["conditioning"] = conditioning
+    elif prior is not None or conditioning is not None:
+        name, value = ("prior", prior) if prior is not None else ("conditioning", conditioning)
+        raise ConfigError(name, value, "used with mode 'latent' only")
     else:
         overrides["mode"] = mode
     run_bundle("fetal_us_diffusion", GENERATOR_CONFIGS[mode], _given(overrides))

@@ -26,6 +26,7 @@ from monai_fetal.networks.bfloat16 import cpu_autocast_default, native_bfloat16
 from monai_fetal.networks.latent import (
     CONDITION_FILL,
     build_autoencoder,
+    build_latent_unet,
     latent_settings,
     load_latent_generator,
     read_latent_settings,
@@ -33,6 +34,8 @@ from monai_fetal.networks.latent import (
 from monai_fetal.networks.latent_release import RELEASE_FILES, checked_prior, verified_release, write_release, write_speckle
 from monai_fetal.networks.speckle import SPECKLE_NAME, SpeckleTexture
 from monai_fetal.networks.latent_widen import autoencoder_to_train, unet_to_train
+from monai_fetal.networks.latent_conditioning import conditioned_unet, conditioning_settings
+from monai_fetal.networks.low_rank import add_low_rank_adapters, merged_state_dict, trainable_parameters
 
 BUNDLE = "fetal_us_diffusion"
 COMMON = "latent_common.json"
@@ -349,6 +352,88 @@ def test_conditioning_starts_from_a_prior_and_synthesises_a_cohort(tiny_prior: P
     with pytest.raises(InputDataError, match="autocast differ"):
         run_bundle(BUNDLE, "inference.json", other_precision)  # a set is never completed in another precision
     assert len(json.loads((synthetic / "datalist.json").read_text())["training"]) == 3
+
+
+def _resume_one_more_epoch(out: Path, overrides: dict, capfd: pytest.CaptureFixture) -> None:
+    """Run the conditioning in ``out`` again with one more epoch: it must resume from its checkpoint."""
+    capfd.readouterr()
+    run_bundle(BUNDLE, [COMMON, "train_prior.json", "train_conditioning.json"], {**overrides, "max_epochs": overrides["max_epochs"] + 1})
+    log = "".join(capfd.readouterr())
+    assert "resuming from" in log and "Epoch[1] Complete" not in log and "Epoch[2] Complete" in log
+
+
+def test_low_rank_adapters_start_as_the_network_and_merge_into_its_plain_weights():
+    settings = latent_settings([32, 48], TINY_AUTOENCODER, TINY_UNET)
+    torch.manual_seed(0)
+    network = build_latent_unet(settings).eval()
+    plain_names = set(network.state_dict())
+    x, timesteps = torch.randn(2, 3, 8, 12), torch.tensor([5, 700])
+    with torch.no_grad():
+        before = network(x, timesteps)
+        add_low_rank_adapters(network, 2, train_fully=["conv_in"])
+        assert torch.equal(network(x, timesteps), before)  # the update starts at zero
+    trained = {id(p) for p in trainable_parameters(network)}
+    assert trained == {id(p) for n, p in network.named_parameters() if n.startswith("conv_in.") or n.endswith((".down", ".up"))}
+    assert all(not p.requires_grad for n, p in network.named_parameters() if ".original" in n or "norm" in n)
+    with torch.no_grad():
+        for parameter in trainable_parameters(network):
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        adapted = network(x, timesteps)
+        merged = merged_state_dict(network)
+        assert set(merged) == plain_names and not torch.equal(adapted, before)
+        plain = build_latent_unet(settings).eval()
+        plain.load_state_dict(merged)
+        torch.testing.assert_close(plain(x, timesteps), adapted, rtol=1e-4, atol=1e-5)
+    for rank, prefixes, match in ((0, [], "adapter_rank"), (2, ["no_such_block"], "train_fully")):
+        with pytest.raises(ConfigError, match=match):
+            add_low_rank_adapters(build_latent_unet(settings), rank, train_fully=prefixes)
+
+
+def test_conditioning_with_adapters_trains_only_them_and_writes_a_plain_unet(
+    tiny_prior: Path, image_folder: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+):
+    out = tmp_path / "generator"
+    overrides = {"dataset_dir": str(image_folder), "output_dir": str(out), "prior_dir": str(tiny_prior), "batch_size": 2, "epoch_length": 2, "max_epochs": 1, "sample_count": 2, "sample_steps": 2}
+    run_bundle(BUNDLE, [COMMON, "train_prior.json", "train_conditioning.json"], {**overrides, "conditioning": "low_rank", "adapter_rank": 2, "learning_rate": 0.01})
+    _resume_one_more_epoch(out, {**overrides, "conditioning": "low_rank", "adapter_rank": 2, "learning_rate": 0.01}, capfd)
+    prior_unet = torch.load(tiny_prior / "unet.pt", weights_only=True)
+    tuned_unet = torch.load(out / "unet.pt", weights_only=True)
+    assert set(tuned_unet) == set(prior_unet)
+    changed = {name for name in prior_unet if not torch.allclose(prior_unet[name], tuned_unet[name], rtol=0, atol=1e-6)}  # EMA rounding
+    assert "conv_in.conv.weight" in changed and any(name.startswith("down_blocks.") and name.endswith(".weight") for name in changed)
+    assert not any("norm" in name or name.endswith(".bias") and not name.startswith("conv_in.") for name in changed)
+    generator = load_latent_generator(out)
+    images = sample_latent_images(generator, latent_inferer(generator.settings, "ddim", 2), [0], torch.ones(1, 1, 32, 48), guidance=2.0)
+    assert images.shape == (1, 1, 32, 48) and torch.isfinite(images).all()
+
+
+def test_controlnet_conditioning_keeps_the_prior_frozen_and_starts_as_it(
+    tiny_prior: Path, image_folder: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+):
+    settings = conditioning_settings(read_latent_settings(tiny_prior), "controlnet")
+    prior = load_latent_generator(tiny_prior).unet
+    controlled = conditioned_unet(load_latent_generator(tiny_prior).unet, settings, "controlnet").eval()
+    latents, mask, timesteps = torch.randn(2, 2, 8, 12), torch.rand(2, 1, 8, 12), torch.tensor([3, 600])
+    with torch.no_grad():  # zero-initialised ControlNet outputs: the prior's prediction with no mask
+        unconditional = prior(torch.cat([latents, torch.full_like(mask, CONDITION_FILL)], 1), timesteps)
+        torch.testing.assert_close(controlled(torch.cat([latents, mask], 1), timesteps), unconditional)
+    assert {id(p) for p in trainable_parameters(controlled)} == {id(p) for p in controlled.controlnet.parameters()}
+    out = tmp_path / "generator"
+    overrides = {"dataset_dir": str(image_folder), "output_dir": str(out), "prior_dir": str(tiny_prior), "batch_size": 2, "epoch_length": 2, "max_epochs": 1, "sample_count": 2, "sample_steps": 2}
+    run_bundle(BUNDLE, [COMMON, "train_prior.json", "train_conditioning.json"], {**overrides, "conditioning": "controlnet", "learning_rate": 0.01})
+    _resume_one_more_epoch(out, {**overrides, "conditioning": "controlnet", "learning_rate": 0.01}, capfd)
+    assert read_latent_settings(out)["controlnet"] == settings["controlnet"]
+    generator = load_latent_generator(out)
+    prior_unet = torch.load(tiny_prior / "unet.pt", weights_only=True)
+    for name, value in generator.unet.unet.state_dict().items():
+        torch.testing.assert_close(value, prior_unet[name], rtol=0, atol=1e-6)  # frozen (EMA rounding)
+    zero_started = {n: v for n, v in generator.unet.controlnet.state_dict().items() if n.startswith(("controlnet_down_blocks.", "controlnet_mid_block."))}
+    assert zero_started and any(value.abs().max() > 0 for value in zero_started.values())  # trained away from zero
+    synthetic = tmp_path / "synthetic"
+    run_bundle(BUNDLE, "inference.json", {"generator_dir": str(out), "output_dir": str(synthetic), "num_samples": 2, "steps": 2, "progress": False})
+    assert len(json.loads((synthetic / "datalist.json").read_text())["training"]) == 2
+    with pytest.raises(ConfigError, match="conditioning"):
+        conditioning_settings(settings, "adapters")
 
 
 @pytest.mark.slow

@@ -10,7 +10,10 @@ Two stages, as in MONAI's latent-diffusion model-zoo bundles:
    classifier-free guidance is available and no network surgery is needed between the stages.
 
 A latent generator is described by a JSON-able *settings* dict (``latent_generator.json``) beside its
-weights (``autoencoder.pt``, ``unet.pt``).
+weights (``autoencoder.pt``, ``unet.pt``). Settings with a ``controlnet`` entry describe a generator
+conditioned by a MONAI ``ControlNet`` instead (:class:`MaskControlledUNet`: the prior's UNet frozen, its
+mask channel always ``CONDITION_FILL``, steered by a copy of its encoder that reads the mask); its
+``unet.pt`` holds both networks.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
+from monai.networks.nets import AutoencoderKL, ControlNet, DiffusionModelUNet
 from torch import nn
 
 from monai_fetal.atomic import write_json_atomic
@@ -35,6 +38,8 @@ __all__ = [
     "latent_settings",
     "build_autoencoder",
     "build_latent_unet",
+    "MaskControlledUNet",
+    "build_generator_unet",
     "latent_shape",
     "mask_to_latent",
     "save_latent_settings",
@@ -141,6 +146,35 @@ def build_latent_unet(settings: Mapping) -> DiffusionModelUNet:
     return DiffusionModelUNet(**settings["unet"])
 
 
+class MaskControlledUNet(nn.Module):
+    """A latent UNet steered by a MONAI ``ControlNet`` that reads the mask channel; same interface as the UNet.
+
+    The UNet sees the noisy latents with its mask channel at ``CONDITION_FILL`` (as the prior was trained);
+    the ControlNet sees the same input and the mask channel as its condition, and adds its residuals to the
+    UNet's encoder outputs.
+    """
+
+    def __init__(self, unet: DiffusionModelUNet, controlnet: ControlNet) -> None:
+        super().__init__()
+        self.unet = unet
+        self.controlnet = controlnet
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The prediction for ``x`` ``[B, latent + 1, h, w]`` (noisy latents and the mask channel); ``context`` unused."""
+        mask = x[:, -1:]
+        unconditional = torch.cat([x[:, :-1], torch.full_like(mask, CONDITION_FILL)], dim=1)
+        down, middle = self.controlnet(x=unconditional, timesteps=timesteps, controlnet_cond=mask)
+        return self.unet(unconditional, timesteps, down_block_additional_residuals=down, mid_block_additional_residual=middle)
+
+
+def build_generator_unet(settings: Mapping) -> DiffusionModelUNet | MaskControlledUNet:
+    """The (untrained) noise predictor of a generator: :func:`build_latent_unet`, with its ControlNet if ``settings`` has one."""
+    unet = build_latent_unet(settings)
+    if settings.get("controlnet"):
+        return MaskControlledUNet(unet, ControlNet(**settings["controlnet"]))
+    return unet
+
+
 def latent_shape(settings: Mapping) -> tuple[int, int, int]:
     """``(channels, rows, cols)`` of the latents."""
     factor = 2 ** (len(settings["autoencoder"]["channels"]) - 1)
@@ -221,7 +255,7 @@ class LatentGenerator(nn.Module):
 
     mode = "latent"
 
-    def __init__(self, autoencoder: AutoencoderKL, unet: DiffusionModelUNet, settings: Mapping) -> None:
+    def __init__(self, autoencoder: AutoencoderKL, unet: DiffusionModelUNet | MaskControlledUNet, settings: Mapping) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.unet = unet
@@ -239,5 +273,5 @@ def load_latent_generator(folder: str | Path, device: str | torch.device = "cpu"
     folder = Path(folder)
     settings = read_latent_settings(folder)
     autoencoder = load_state(build_autoencoder(settings), folder / AUTOENCODER_NAME)
-    unet = load_state(build_latent_unet(settings), folder / UNET_NAME)
+    unet = load_state(build_generator_unet(settings), folder / UNET_NAME)
     return LatentGenerator(autoencoder, unet, settings).to(device).eval()
