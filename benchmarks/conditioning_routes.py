@@ -5,7 +5,9 @@ Each row conditions the shipped latent prior on the same labelled pairs (``--dat
 with the ``synthesize`` defaults (seed 0: the same masks and starting noise in every row) and scores them with
 ``synth-report`` against the real cohort: FID of LiteMedSAM features over the real-vs-real floor, pair
 consistency with the pair's own box and with the shuffled box, consistency by head size, and, with ``--train``,
-the memorisation check. Rows already in ``--out`` are skipped; the JSON is rewritten after every row.
+the memorisation check. Rows already in ``--out`` are skipped, a row whose generator in ``--work`` finished
+earlier is sampled again without training (its ``conditioning_wall_s`` is then null); the JSON is rewritten
+after every row.
 
     .venv/bin/python benchmarks/conditioning_routes.py --data /tmp/auto_measure/generator_k5_s0/real_pairs \\
         --real /tmp/hc18_subset --row fine_tune fine_tune '{}' --row low_rank low_rank '{}' \\
@@ -20,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from synth_x0_clip import row
+from synth_x0_clip import add_scoring_arguments, row
 
 
 def main() -> None:
@@ -37,11 +39,7 @@ def main() -> None:
         help="a row: its name, the conditioning route and a JSON object of other config overrides (repeatable)",
     )
     parser.add_argument("--n", type=int, default=60, help="pairs per row")
-    parser.add_argument("--max-real", type=int, default=60)
-    parser.add_argument("--train", type=Path, nargs="*", default=[], help="folders of images the generator saw: memorisation check")
-    parser.add_argument("--train-protocol", type=Path, help="benchmark protocol: of its hc18_train folder, only the unlabelled pool")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/conditioning_routes"))
-    parser.add_argument("--out", type=Path, required=True)
+    add_scoring_arguments(parser, Path("/tmp/conditioning_routes"))
     args = parser.parse_args()
     seen = training_images(args.train, args.train_protocol)
     done = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
@@ -51,14 +49,15 @@ def main() -> None:
             continue
         generator, pairs = args.work / name / "generator", args.work / name / "pairs"
         settings = {"dataset_dir": str(args.data), "output_dir": str(generator), "seed": 0, "conditioning": route, **json.loads(overrides)}
+        trained_before = (generator / "unet.pt").is_file()  # a finished run resumes in seconds: its time is not the training's
         start = time.perf_counter()
         run_bundle("fetal_us_diffusion", GENERATOR_CONFIGS["latent"], settings)
-        conditioning_s = time.perf_counter() - start
+        conditioning_s = None if trained_before else round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         synthesize_pairs(generator, pairs, args.n, seed=0)
         seconds = time.perf_counter() - start
         report = synth_report(args.real, pairs, args.work / name / "report", max_real=args.max_real, training_images=seen)
-        labels = {"name": name, "conditioning": route, "overrides": json.loads(overrides), "conditioning_wall_s": round(conditioning_s, 1)}
+        labels = {"name": name, "conditioning": route, "overrides": json.loads(overrides), "conditioning_wall_s": conditioning_s}
         rows[name] = row(report, seconds, **labels)
         print(rows[name])
         write_json_atomic(

@@ -47,6 +47,15 @@ def row(report: dict, seconds: float, **labels: object) -> dict:
     return result
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser, work: Path) -> None:
+    """The options of how each row is scored and kept: real images, memorisation check, work folder (default ``work``), output."""
+    parser.add_argument("--max-real", type=int, default=60)
+    parser.add_argument("--train", type=Path, nargs="*", default=[], help="folders of images the generator saw: memorisation check")
+    parser.add_argument("--train-protocol", type=Path, help="benchmark protocol: of its hc18_train folder, only the unlabelled pool")
+    parser.add_argument("--work", type=Path, default=work)
+    parser.add_argument("--out", type=Path, required=True)
+
+
 def main() -> None:
     from monai_fetal.atomic import write_json_atomic
     from monai_fetal.data.unlabelled import training_images
@@ -58,11 +67,7 @@ def main() -> None:
     parser.add_argument("--clips", type=float, nargs="+", default=[1.0, 2.0, 3.0, 0.0])
     parser.add_argument("--n", type=int, default=60, help="pairs per bound")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: synthesize's)")
-    parser.add_argument("--max-real", type=int, default=60)
-    parser.add_argument("--train", type=Path, nargs="*", default=[], help="folders of images the generator saw: memorisation check")
-    parser.add_argument("--train-protocol", type=Path, help="benchmark protocol: of its hc18_train folder, only the unlabelled pool")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/synth_x0_clip"))
-    parser.add_argument("--out", type=Path, required=True)
+    add_scoring_arguments(parser, Path("/tmp/synth_x0_clip"))
     args = parser.parse_args()
     seen = training_images(args.train, args.train_protocol)
     rows = []

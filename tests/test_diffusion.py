@@ -308,13 +308,16 @@ def test_consistency_by_head_size_weights_the_real_bins_by_the_synthetic_mix():
 def test_train_generator_runs_the_configs_of_its_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str, configs: tuple, key: str):
     calls = []
     monkeypatch.setattr(jobs, "run_bundle", lambda name, config, overrides: calls.append((name, tuple(config), overrides)))
-    prior = tmp_path / "prior" if mode == "latent" else None
-    weights = jobs.train_generator(tmp_path / "data", tmp_path / "out", mode=mode, prior=prior, epochs=2)
+    prior, conditioning = (tmp_path / "prior", "controlnet") if mode == "latent" else (None, None)
+    weights = jobs.train_generator(tmp_path / "data", tmp_path / "out", mode=mode, prior=prior, epochs=2, conditioning=conditioning)
     [(name, used, overrides)] = calls
     assert (name, used) == (BUNDLE, configs) and overrides["max_epochs"] == 2 and key in overrides
+    assert overrides.get("conditioning") == conditioning
     assert weights.name == ("unet.pt" if mode == "latent" else "model.pt")
     with pytest.raises(ConfigError, match="prior"):
         jobs.train_generator(tmp_path / "data", tmp_path / "out", mode="controlnet", prior=tmp_path / "prior")
+    with pytest.raises(ConfigError, match="conditioning"):
+        jobs.train_generator(tmp_path / "data", tmp_path / "out", mode="concat", conditioning="low_rank")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -6,7 +6,8 @@ Two stages, as in MONAI's latent-diffusion model-zoo bundles:
 2. the **UNet** denoises scaled latents. It has one input channel more than the latents: the head mask at
    latent size (area-downsampled, in [0, 1]) or ``CONDITION_FILL`` where there is none. The in-domain
    *prior* is this UNet trained on unlabelled images, the mask channel always ``CONDITION_FILL``;
-   few-shot conditioning fine-tunes the same UNet on labelled pairs, dropping masks at random, so
+   few-shot conditioning adapts the same UNet to labelled pairs (by default through low-rank updates of
+   its weights, :mod:`monai_fetal.networks.latent_conditioning`), dropping masks at random, so
    classifier-free guidance is available and no network surgery is needed between the stages.
 
 A latent generator is described by a JSON-able *settings* dict (``latent_generator.json``) beside its
