@@ -162,8 +162,9 @@ def train_generator(
     """Train the mask-conditioned generator on the labelled pairs of ``data`` into ``out`` (resumable); its weights' path.
 
     ``latent`` (the default) conditions the shipped in-domain prior (or ``prior``, a folder from
-    ``train_prior.json``) on the masks by ``conditioning`` (``fine_tune``, the default; ``low_rank`` adapters;
-    a ``controlnet``: :mod:`monai_fetal.networks.latent_conditioning`) and writes ``out/unet.pt``; ``concat``, ``controlnet`` and ``joint``
+    ``train_prior.json``) on the masks by ``conditioning`` (``low_rank`` adapters, the config's default;
+    ``fine_tune``; a ``controlnet``: :mod:`monai_fetal.networks.latent_conditioning`) and writes ``out/unet.pt``;
+    a folder trained by another route is refused by name. ``concat``, ``controlnet`` and ``joint``
     train a pixel-space generator (``train.json``; ``controlnet`` trains its base UNet first with
     ``train_controlnet.json`` over it) and write ``out/model.pt``. The configs of each mode: :data:`GENERATOR_CONFIGS`.
 

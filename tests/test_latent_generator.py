@@ -400,6 +400,10 @@ def test_conditioning_with_adapters_trains_only_them_and_writes_a_plain_unet(
     overrides = {"dataset_dir": str(image_folder), "output_dir": str(out), "prior_dir": str(tiny_prior), "batch_size": 2, "epoch_length": 2, "max_epochs": 1, "sample_count": 2, "sample_steps": 2}
     run_bundle(BUNDLE, [COMMON, "train_prior.json", "train_conditioning.json"], {**overrides, "conditioning": "low_rank", "adapter_rank": 2, "learning_rate": 0.01})
     _resume_one_more_epoch(out, {**overrides, "conditioning": "low_rank", "adapter_rank": 2, "learning_rate": 0.01}, monkeypatch)
+    trained = (out / "unet.pt").read_bytes()
+    with pytest.raises(InputDataError, match="checkpoint_epoch=2.pt.*cannot be resumed"):  # a folder of another route
+        run_bundle(BUNDLE, [COMMON, "train_prior.json", "train_conditioning.json"], {**overrides, "conditioning": "fine_tune", "max_epochs": 3})
+    assert (out / "unet.pt").read_bytes() == trained  # the refused run wrote no final model over the trained one
     prior_unet = torch.load(tiny_prior / "unet.pt", weights_only=True)
     tuned_unet = torch.load(out / "unet.pt", weights_only=True)
     assert set(tuned_unet) == set(prior_unet)

@@ -80,6 +80,10 @@ class ResumableCheckpointSaver(CheckpointSaver):
       values (ignite would keep a NaN as a best that nothing beats). ``state_dict``/``load_state_dict`` carry the
       best value through the training checkpoints, so a resumed run does not overwrite a better model. Only rank 0
       writes (ignite's ``DiskSaver``).
+    - **No final file from a failed run.** MONAI's saves the final model when the run raises too (deleting the last
+      completed run's file first), so a refused resume or a bad image mid-epoch replaced a trained ``unet.pt`` with an
+      untrained or half-trained network. Here a failed run writes no final file: the last completed run's stays, and
+      the epoch checkpoints let a rerun go on.
     - **Earlier runs.** MONAI's removes only the files it wrote itself, so the checkpoints of a killed run stay beside
       those of the run that resumed it. After each epoch checkpoint, this one also removes the older
       ``checkpoint_epoch=N.pt`` in ``save_dir`` beyond the newest ``n_saved`` (counting the one just written); it never
@@ -104,6 +108,10 @@ class ResumableCheckpointSaver(CheckpointSaver):
             self._key_metric_checkpoint.save_handler = _AtomicSaver(self.save_dir, key_metric_filename)
         if self._final_checkpoint is not None:
             self._final_checkpoint.save_handler = _AtomicSaver(self.save_dir, self._final_filename)
+
+    def exception_raised(self, engine: Engine, e: Exception) -> None:
+        """Re-raise ``e`` without writing the final file (the class docstring)."""
+        raise e
 
     def metrics_completed(self, engine: Engine) -> None:
         score = self._key_metric_checkpoint.score_function(engine)
