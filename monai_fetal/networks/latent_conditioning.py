@@ -1,8 +1,9 @@
 """How few-shot conditioning adapts the shipped latent prior to the mask: the three routes it can take.
 
-``fine_tune`` (the default)
-    every weight of the prior's UNet trains, its mask channel now holding the mask;
-``low_rank``
+``fine_tune``
+    every weight of the prior's UNet trains, its mask channel now holding the mask (the default until
+    diffusion bundle 0.8.x);
+``low_rank`` (``train_conditioning.json``'s default)
     the UNet is frozen except its input convolution (which reads the mask channel); every other
     convolution and linear weight trains through a rank-``adapter_rank`` update (:mod:`monai_fetal.networks.low_rank`),
     merged into plain weights when saved;

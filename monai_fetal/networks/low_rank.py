@@ -1,7 +1,7 @@
 """Low-rank adapters (LoRA-style) on a network's convolution and linear weights, and their merge.
 
 :func:`add_low_rank_adapters` freezes a network and re-parametrises the weight ``W`` of each ``Conv*d`` and
-``Linear`` layer as ``W + (alpha / rank) * up @ down`` (``torch.nn.utils.parametrize``), with ``up`` zero at
+``Linear`` layer as ``W + up @ down`` (``torch.nn.utils.parametrize``), with ``up`` zero at
 the start, so the adapted network predicts exactly as the original until it trains. Layers named in
 ``train_fully`` (by module-name prefix) are left unadapted and trainable, e.g. the UNet's input convolution
 that reads a new mask channel. :func:`merged_state_dict` folds the adapters back into plain weights, so a
@@ -25,34 +25,35 @@ _ADAPTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 class LowRankUpdate(nn.Module):
-    """Parametrisation ``W -> W + (alpha / rank) * (up @ down).view_as(W)`` of a weight of ``shape``.
+    """Parametrisation ``W -> W + (up @ down).view_as(W)`` of a weight of ``shape``, ``up @ down`` of rank ``rank``.
 
     ``down`` starts as Kaiming-uniform noise and ``up`` as zeros, so the update is zero until trained.
     """
 
-    def __init__(self, shape: Sequence[int], rank: int, alpha: float) -> None:
+    def __init__(self, shape: Sequence[int], rank: int) -> None:
         super().__init__()
         fan_in = math.prod(shape[1:])
         self.down = nn.Parameter(torch.empty(rank, fan_in))
         self.up = nn.Parameter(torch.zeros(shape[0], rank))
         nn.init.kaiming_uniform_(self.down, a=math.sqrt(5))
-        self.scale = alpha / rank
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         """The adapted weight."""
         update = (self.up @ self.down).view_as(weight)
-        return weight + self.scale * update.to(weight.dtype)
+        return weight + update.to(weight.dtype)
 
 
-def add_low_rank_adapters(
-    network: nn.Module, rank: int, alpha: float | None = None, train_fully: Sequence[str] = ()
-) -> nn.Module:
+def _under(name: str, prefix: str) -> bool:
+    """Whether the module or parameter ``name`` is ``prefix`` or inside it."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def add_low_rank_adapters(network: nn.Module, rank: int, train_fully: Sequence[str] = ()) -> nn.Module:
     """Freeze ``network`` and adapt its convolution and linear weights by rank-``rank`` updates, in place.
 
     Args:
         network: the network to adapt (its weights are kept as the frozen originals).
         rank: rank of each update (a positive integer).
-        alpha: the updates' scale numerator (default: ``rank``, so the scale is 1).
         train_fully: module-name prefixes whose parameters stay trainable and get no adapter.
 
     Returns:
@@ -65,17 +66,17 @@ def add_low_rank_adapters(
         raise ConfigError("adapter_rank", rank, "a positive integer (rank of each low-rank update)")
     names = [name for name, _ in network.named_modules()]
     for prefix in train_fully:
-        if not any(name == prefix or name.startswith(prefix + ".") for name in names):
+        if not any(_under(name, prefix) for name in names):
             raise ConfigError("train_fully", prefix, f"a module name of the network, e.g. one of {names[1:4]}")
 
     def fully_trained(name: str) -> bool:
-        return any(name == prefix or name.startswith(prefix + ".") for prefix in train_fully)
+        return any(_under(name, prefix) for prefix in train_fully)
 
     for name, parameter in network.named_parameters():
         parameter.requires_grad_(fully_trained(name))
     for name, module in list(network.named_modules()):
         if isinstance(module, _ADAPTED) and not fully_trained(name):
-            update = LowRankUpdate(module.weight.shape, rank, float(rank if alpha is None else alpha))
+            update = LowRankUpdate(module.weight.shape, rank)
             parametrize.register_parametrization(module, "weight", update.to(module.weight.device))
     return network
 
