@@ -553,5 +553,4 @@ def test_five_real_pairs_condition_the_shipped_prior_into_pairs_that_follow_thei
     report = synth_report(hc18_cohort, synthetic, tmp_path / "report", max_real=2)
     own = report["synthetic"]["pair_consistency"]["mean"]
     shuffled = report["synthetic"]["pair_consistency_shuffled"]["mean"]
-    print(f"own box {own:.4f}, shuffled box {shuffled:.4f}")
     assert own - shuffled >= 0.015, (own, shuffled)
