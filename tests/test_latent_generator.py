@@ -88,9 +88,19 @@ def test_shipped_prior_matches_its_hashes_and_loads():
     assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     again = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3])
     assert torch.allclose(again[0], images[0], atol=1e-5)
+
+
+def test_autocast_sampling_hands_float32_images_close_to_float32_ones(tiny_prior: Path):
+    """On the tiny prior: a CPU without native bfloat16 emulates it, minutes per image of the shipped prior's size."""
+    generator, settings = load_latent_generator(tiny_prior), read_latent_settings(tiny_prior)
+    exact = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3, 4])
     fast = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3, 4], autocast=True)
-    assert fast.dtype == torch.float32 and 0.0 < float((fast - images).abs().max()) < 0.05
-    assert torch.allclose(sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3], autocast=True)[0], fast[0], atol=1e-5)
+    assert fast.dtype == torch.float32 and fast.shape == exact.shape
+    assert 0.0 < float((fast - exact).abs().max()) < 0.05
+    assert torch.equal(sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3, 4], autocast=True), fast)
+    # alone, seed 3 may take other bfloat16 kernels than in a batch of two (AVX2: up to 0.002, half a grey level)
+    alone = sample_latent_images(generator, latent_inferer(settings, "ddim", 2), [3], autocast=True)
+    assert float((alone[0] - fast[0]).abs().max()) < 0.01
 
 
 def test_latent_sampling_bounds_the_clean_latent_by_its_spread_not_the_image_range():
@@ -543,10 +553,18 @@ def test_five_real_pairs_condition_the_shipped_prior_into_pairs_that_follow_thei
 
     five = split_part_cohort(hc18_cohort, write_split(hc18_cohort, 5, 0, out=tmp_path / "split.json"), tmp_path / "five")
     generator = tmp_path / "generator"
-    # 300 of the default's 500 steps, and an EMA that follows them (the default's averages about 100 steps, and
-    # the heads follow their masks only after about 250). Measured with the low-rank default (5 December): own box
-    # 0.900, shuffled 0.864; at 150 steps 0.868 and 0.860, under the bound, so the test cannot be shorter
-    reduced = {"max_epochs": 6, "epoch_length": 50, "sample_steps": 2, "presets#cpu#ema_momentum": 0.2, "presets#cpu#ema_warmup_iters": 1}
+    # 150 of the default's 500 steps at twice its adapter learning rate, and an EMA that follows them (the default's
+    # averages about 100 steps). Measured with the low-rank default (5 December, 2 cores without bfloat16: 3.5 min):
+    # own box 0.879, shuffled 0.850. At the default rate: 300 steps 0.900 and 0.864 (7 min), 150 steps 0.868 and
+    # 0.860, under the bound; 300 steps of batch 2 0.866 and 0.892
+    reduced = {
+        "max_epochs": 3,
+        "epoch_length": 50,
+        "sample_steps": 2,
+        "presets#cpu#learning_rate#low_rank": 0.004,
+        "presets#cpu#ema_momentum": 0.2,
+        "presets#cpu#ema_warmup_iters": 1,
+    }
     run_bundle(BUNDLE, [COMMON, "train_prior.json", "train_conditioning.json"], {"dataset_dir": str(five), "output_dir": str(generator), "seed": 0, **reduced})
     synthetic = tmp_path / "synthetic"
     synthesize_pairs(generator, synthetic, 12, seed=0)

@@ -207,7 +207,9 @@ def sample_latent_images(
         masks: ``[B, 1, rows, cols]`` head masks in {0, 1} at the generator's size, or ``None`` (the prior).
         guidance: classifier-free guidance scale (1: conditional prediction only).
         autocast: run the UNet and the decoder under bfloat16 autocast (on a CPU with native bfloat16 1.2-2.1
-            times faster, images within about 3 grey levels of float32's; ``benchmarks/latent_speed.py``).
+            times faster, images within about 3 grey levels of float32's; ``benchmarks/latent_speed.py``). A CPU
+            without it emulates bfloat16, far slower than float32, and an image may then differ by bfloat16's
+            rounding with the batch it is sampled in.
     """
     settings = generator.settings
     device = next(generator.parameters()).device
