@@ -83,11 +83,24 @@ def repo_script() -> Callable[[str], ModuleType]:
 
 
 @pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """Torch on one thread for the test (small networks run faster so on a shared machine), then as it was."""
+def one_torch_thread() -> Iterator[int]:
+    """Torch on one thread for the test (small networks run faster so on a shared machine), then as it was.
+
+    Yields the number of threads it was on.
+    """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    yield threads
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def all_torch_threads(one_torch_thread: int) -> Iterator[None]:
+    """Torch on its usual threads again, for a test that trains a full-size network in a module of one-thread tests."""
+    import torch
+
+    torch.set_num_threads(one_torch_thread)
+    yield
+    torch.set_num_threads(1)
