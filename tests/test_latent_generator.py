@@ -542,7 +542,7 @@ def test_conditioning_carries_the_prior_texture_into_its_pairs(tiny_prior: Path,
 
 @pytest.mark.slow
 def test_five_real_pairs_condition_the_shipped_prior_into_pairs_that_follow_their_masks(hc18_cohort: Path, tmp_path: Path, all_torch_threads: None):
-    """Issue 15: the default conditioning of the shipped prior on 5 hc18_subset pairs, with reduced steps.
+    """Issue 15: the default conditioning of the shipped prior on 5 hc18_subset pairs, shortened (fewer steps, higher rate).
 
     LiteMedSAM prompted with each synthetic pair's own box must find its head better than with the previous
     pair's box (``synth-report``'s shuffled-box baseline): the images carry their masks, not only a box's worth.
