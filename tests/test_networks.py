@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -274,6 +276,30 @@ def test_openvino_fp32_matches_torch_and_is_converted_once(model_cache, images, 
     with torch.no_grad():
         again = SamRuntime(build_prompted_sam(), "ov-fp32").encode(images[:1])
     assert torch.equal(again, converted[:1])
+
+
+def test_a_model_converted_by_two_processes_at_once_is_converted_once(tmp_path, monkeypatch):
+    """Processes started together (DDP ranks, the test suite's xdist workers) wait for one conversion."""
+    monkeypatch.setenv("MONAI_FETAL_CACHE", str(tmp_path))
+    convert, conversions = openvino_runtime._convert, []
+
+    def slow_convert(*args):
+        conversions.append(args[2])
+        time.sleep(1.0)  # the other caller arrives while this one converts
+        convert(*args)
+
+    monkeypatch.setattr(openvino_runtime, "_convert", slow_convert)
+    module, example = torch.nn.Conv2d(1, 2, 3).eval(), torch.randn(1, 1, 8, 8)
+    models: list[openvino_runtime.OpenVinoModel] = []
+    callers = [threading.Thread(target=lambda: models.append(openvino_runtime.OpenVinoModel(module, [example], "tiny-conv"))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(conversions) == 1 and len(models) == 2
+    with torch.no_grad():
+        expected = module(example)
+    assert all(torch.allclose(model(example)[0], expected, atol=1e-5) for model in models)
 
 
 def test_export_friendly_encoder_computes_the_same_function_and_leaves_the_original_alone(images):

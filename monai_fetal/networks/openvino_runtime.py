@@ -2,7 +2,8 @@
 
 A torch module is converted once per name (the caller puts a weights fingerprint in it) and its
 OpenVINO IR is kept on disk (``~/.cache/monai_fetal/openvino`` or ``$MONAI_FETAL_CACHE``), so later
-processes only read and compile it. With calibration inputs the converted model is int8-quantised
+processes only read and compile it; processes that need it at once (DDP ranks) wait for
+one conversion (a file lock beside it). With calibration inputs the converted model is int8-quantised
 by NNCF's post-training quantisation; :func:`phantom_frames` gives a calibration set of procedural
 phantoms (no data needed, the same on every machine). Models are traced at batch 1 and batches run
 one sample per call: on a 2-core CPU batching gives no speed (benchmarks/README.md), and a fixed
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch import nn
 
 from monai_fetal.atomic import current_umask
@@ -137,9 +139,12 @@ class OpenVinoModel:
 
         folder = openvino_cache_dir() / f"{name}-r{GRAPH_REVISION}"
         if not (folder / _MODEL_FILE).is_file():
-            if calibration is not None:
-                logger.info("quantising %s to int8 once (about a minute on 2 cores); cached in %s", name, folder)
-            _convert(module, tuple(examples), folder, calibration() if calibration is not None else None)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(folder.parent / f".{folder.name}.lock"):  # processes started together convert once
+                if not (folder / _MODEL_FILE).is_file():
+                    if calibration is not None:
+                        logger.info("quantising %s to int8 once (about a minute on 2 cores); cached in %s", name, folder)
+                    _convert(module, tuple(examples), folder, calibration() if calibration is not None else None)
         core = ov.Core()
         if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             precision = "f32"
