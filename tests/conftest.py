@@ -28,6 +28,17 @@ def _data_present() -> bool:
     return (SHARED_DATA / "hc18_subset" / "images").is_dir()
 
 
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The xdist workers (``-n 2`` in pyproject.toml) share the cores: each runs torch, and the processes its tests
+    start, on its share of them (set before any test module imports torch)."""
+    if _XDIST_WORKER:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under ``CI=true`` a missing ``../shared/data`` ends the run as a failure, before any test."""
     if _in_ci() and not _data_present():
@@ -36,8 +47,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One folder of converted encoders (OpenVINO, int8) for the session and its subprocesses, not ``~/.cache``."""
-    path = tmp_path_factory.mktemp("model_cache")
+    """One folder of converted encoders (OpenVINO, int8) for the session, its subprocesses and its other xdist
+    workers (the conversion holds a lock: the first converts, the others wait), not ``~/.cache``."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if _XDIST_WORKER else base) / "model_cache"
+    path.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MONAI_FETAL_CACHE", str(path))
         yield path

@@ -15,7 +15,7 @@ TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 
 
 def _run(script: str, out: Path) -> str:
-    env = {**os.environ, "MPLBACKEND": "Agg"}  # all cores, as a reader runs it (tutorial 3: 75 s against 106 s on one thread)
+    env = {**os.environ, "MPLBACKEND": "Agg"}  # the test worker's share of the cores (tests/conftest.py)
     done = subprocess.run(
         [sys.executable, str(TUTORIALS / script), "--quick", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=600, check=False,
