@@ -278,8 +278,9 @@ def test_openvino_fp32_matches_torch_and_is_converted_once(model_cache, images, 
     assert torch.equal(again, converted[:1])
 
 
-def test_a_model_converted_by_two_processes_at_once_is_converted_once(tmp_path, monkeypatch):
-    """Processes started together (DDP ranks, the test suite's xdist workers) wait for one conversion."""
+def test_a_model_needed_by_two_callers_at_once_is_converted_once(tmp_path, monkeypatch):
+    """Callers that start together (DDP ranks, the suite's xdist workers; here two threads, each opening the lock
+    file itself, as processes do) wait for one conversion."""
     monkeypatch.setenv("MONAI_FETAL_CACHE", str(tmp_path))
     convert, conversions = openvino_runtime._convert, []
 
