@@ -3,7 +3,7 @@
 The diffusion bundle fits its shape prior (:class:`monai_fetal.shape.prior.EllipseShapePrior`) on the k labelled
 masks, so at 5 shots the synthetic heads keep to the sizes and places of those 5: split 1's heads all sit at 50-53 %
 of the image height, split 2 has no head as large as a quarter of the test heads. This probe widens the prior of a
-row's conditioned generator before sampling: the kernel's covariance gets a floor (``--floor``: standard deviations
+row's conditioned generator before sampling: the kernel's covariance is widened (``--floor``: standard deviations
 of ``cx, cy, log_major, log_ratio`` added in quadrature) and its bounds take in a framing range (``--low``/``--high``:
 head centre within 30-70 % of the image, semi-major axis 13.5-60 % of its short side, axis ratio 0.70-0.95). The
 pairs are written into the row folder that ``auto_measure.py`` then fine-tunes on (it keeps pairs it finds there).
