@@ -39,11 +39,17 @@ def pair_consistency(cohort: Path) -> dict[str, float]:
 
 
 def gated_pairs(pool: Path, out: Path, keep: int) -> dict:
-    """Copy the ``keep`` most consistent pairs of the cohort ``pool`` into the cohort ``out``; what was kept and dropped."""
+    """Copy the ``keep`` most consistent pairs of the cohort ``pool`` into the cohort ``out``; what was kept and dropped.
+
+    A row whose model is already trained (``done`` beside ``out``) on another choice of pairs is refused, so that
+    ``auto_measure.py`` never scores a model with pairs it was not trained on.
+    """
     consistency = pair_consistency(pool)
     entries = sorted(Cohort(pool).entries(), key=lambda entry: consistency[entry["id"]], reverse=True)
     kept, dropped = entries[:keep], entries[keep:]
     split = out.with_name(f"{out.name}_gate.json")
+    if (out.parent / "done").is_file() and json.loads(split.read_text())["training"] != kept:
+        raise SystemExit(f"{out.parent} holds a model trained on other gated pairs: pass a new --work")
     write_json_atomic(split, {"training": kept})
     split_part_cohort(pool, split, out)
     return {
