@@ -159,6 +159,8 @@ def _synth_report(args: argparse.Namespace) -> None:
             f"(highest correlation {max(v['similarity'] for v in memorisation['per_image'].values()):.3f} with {memorisation['training_images']} training images)"
             if memorisation["per_image"] else "memorisation: no synthetic image"
         )
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
     print(f"report written: {args.out}/{REPORT_NAME} and {args.out}/{GRID_NAME}")
 
 

@@ -24,7 +24,7 @@ from monai_fetal.engines.checkpoints import latest_checkpoint
 from monai_fetal.engines.diffusion import MaskConditionedPrepareBatch, SampleGridHandler, clean_head_mask, make_scheduler, sample_pairs
 from monai_fetal.errors import ConfigError, InputDataError
 from monai_fetal.metrics.feature_distance import feature_distances
-from monai_fetal.metrics.synth_report import consistency_by_head_size
+from monai_fetal.metrics.synth_report import consistency_by_head_size, pair_warnings
 from monai_fetal.networks.diffusion import MODES, build_generator, generator_settings, load_generator, start_controlnet
 
 BUNDLE = "fetal_us_diffusion"
@@ -288,6 +288,7 @@ def test_synth_report(concat_generator: Path, phantom: Path, tmp_path: Path):
     assert sum(b["real"]["count"] for b in by_size["bins"]) == 2 and sum(b["synthetic"]["count"] for b in by_size["bins"]) == 2
     assert {"fid", "kid", "mmd_linear"} <= set(report["feature_distance"])
     assert (out / "synth_grid.png").stat().st_size > 1000
+    assert report["warnings"] == pair_warnings(report)
 
 
 def test_consistency_by_head_size_weights_the_real_bins_by_the_synthetic_mix():
@@ -298,6 +299,23 @@ def test_consistency_by_head_size_weights_the_real_bins_by_the_synthetic_mix():
     assert middle["synthetic"] == {"count": 0, "mean": None} and large["head_area"] == [0.3, 1.0]
     assert by_size["real_at_synthetic_head_sizes"] == pytest.approx((2 * 0.85 + 0.97) / 3)
     assert consistency_by_head_size([0.9], [0.5], [0.8], [0.05])["real_at_synthetic_head_sizes"] is None  # no real small head
+
+
+def _consistency_report(own: float, shuffled: float, real_at_sizes: float | None) -> dict:
+    return {
+        "synthetic": {"pair_consistency": {"count": 60, "mean": own}, "pair_consistency_shuffled": {"count": 59, "mean": shuffled}},
+        "pair_consistency_by_head_size": {"real_at_synthetic_head_sizes": real_at_sizes},
+    }
+
+
+def test_pair_warnings_flag_pairs_whose_heads_follow_their_masks_less_than_real_heads():
+    # measured: split-0 5-shot pairs that helped SAM, and the 1-shot split-2 pairs that raised its box HC error by 39 %
+    assert pair_warnings(_consistency_report(0.936, 0.870, 0.944)) == []
+    gap, margin = pair_warnings(_consistency_report(0.757, 0.739, 0.877))
+    assert "0.120 under the real images" in gap and "0.018 above the shuffled-box baseline" in margin
+    assert pair_warnings(_consistency_report(0.90, 0.80, None)) == []  # no real head at those sizes: the margin alone
+    assert len(pair_warnings(_consistency_report(0.90, 0.87, None))) == 1
+    assert pair_warnings({"synthetic": {"pair_consistency": {"count": 0}, "pair_consistency_shuffled": {"count": 0}}}) == []
 
 
 @pytest.mark.parametrize(
