@@ -48,8 +48,9 @@ def gated_pairs(pool: Path, out: Path, keep: int) -> dict:
     entries = sorted(Cohort(pool).entries(), key=lambda entry: consistency[entry["id"]], reverse=True)
     kept, dropped = entries[:keep], entries[keep:]
     split = out.with_name(f"{out.name}_gate.json")
-    if (out.parent / "done").is_file() and json.loads(split.read_text())["training"] != kept:
-        raise SystemExit(f"{out.parent} holds a model trained on other gated pairs: pass a new --work")
+    trained_on = json.loads(split.read_text())["training"] if split.is_file() else None
+    if (out.parent / "done").is_file() and trained_on != kept:
+        raise SystemExit(f"{out.parent} holds a model trained on other (or ungated) pairs: pass a new --work")
     write_json_atomic(split, {"training": kept})
     split_part_cohort(pool, split, out)
     return {
